@@ -1,0 +1,1 @@
+"""Behavior corpora to batches: records, sources, verbalization, tokenizer, TFDS, Grain."""
