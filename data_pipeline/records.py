@@ -1,0 +1,335 @@
+"""One record type for every behavior corpus, and its validation with reason codes.
+
+Every source reader (CBC parquet, BLIFT, tweets, generic JSONL, the embedded generator) maps its
+rows onto `ContentBehaviorRecord`: content (media, title, text, per-scene ASR/OCR/captions), the
+communicator (account, brand, followers), the time, and the receiver behavior (likes, views,
+upvotes, comments, per-scene replay values 0-100). A row that cannot become a clean record becomes
+`Quarantined` with one reason code from `REASONS`; nothing is dropped silently and nothing raises.
+
+Readers convert raw values with the `as_*` helpers, which raise `RecordError(reason, detail)`;
+`validate` then checks the assembled record (values, text, and every media file opened with Pillow).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import math
+import os
+from typing import Any, Mapping
+
+from PIL import Image
+
+# Reason code -> what it means. Reports and docs/readme/data.md list these.
+REASONS: dict[str, str] = {
+    "malformed_json": "the line is not valid JSON (or not a JSON object)",
+    "invalid_utf8": "bytes that are not valid UTF-8 (or lone surrogates in a string)",
+    "wrong_type": "a field has the wrong type (e.g. a string where a number belongs)",
+    "missing_field": "a required field (record id, text, behavior) is absent",
+    "negative_count": "a count (likes, views, upvotes, followers) is negative",
+    "non_finite": "a count or replay value is NaN or infinite",
+    "absurd_count": "a count is larger than any real platform produces",
+    "out_of_range": "a replay value outside 0-100, or scenes/replays that do not line up",
+    "bad_date": "the date is not ISO YYYY-MM-DD",
+    "empty_text": "the item has no text at all (title, description, text, ASR, OCR, captions)",
+    "missing_media": "a referenced media file does not exist",
+    "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
+    "unsupported_media": "a media file decodes but in a mode we do not train on (CMYK, 16-bit, ...)",
+    "huge_media": "a media file is too large in bytes or pixels",
+}
+
+# Larger than any real count (YouTube's most viewed video has ~1.6e10 views); 2**63 is a parsing bug.
+MAX_COUNT = 1e12
+MAX_MEDIA_BYTES = 32 * 1024 * 1024
+MAX_MEDIA_PIXELS = 4096 * 4096
+MAX_VIDEO_FRAMES = 512
+# Pillow modes that convert losslessly to 8-bit RGB; CMYK and 16/32-bit modes would silently shift colours.
+SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRef:
+  """One media item. A video is a multi-frame image file (e.g. GIF): one keyframe per scene, in order."""
+  path: str                   # as written in the corpus, relative to the media root (or absolute)
+  kind: str = "image"         # "image" | "video"
+  data: bytes | None = None   # encoded bytes once loaded (the TFDS/ArrayRecord stage carries bytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  asr: str = ""
+  ocr: str = ""
+  captions: tuple[str, ...] = ()
+  start: float = 0.0
+  end: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Content:
+  title: str = ""
+  description: str = ""
+  text: str = ""                          # tweet text / post body
+  media: tuple[MediaRef, ...] = ()
+  scenes: tuple[Scene, ...] = ()
+  keywords: tuple[str, ...] = ()
+  subreddit: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Communicator:
+  account: str = ""
+  brand: str = ""
+  followers: int | None = None            # followers == subscribers
+
+
+@dataclasses.dataclass(frozen=True)
+class Behavior:
+  likes: float | None = None
+  views: float | None = None
+  upvotes: float | None = None
+  comments: tuple[str, ...] = ()
+  replay: tuple[float, ...] | None = None  # per scene, 0-100
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentBehaviorRecord:
+  record_id: str
+  source: str
+  content: Content = Content()
+  communicator: Communicator = Communicator()
+  time: str | None = None                 # ISO date "YYYY-MM-DD"
+  behavior: Behavior = Behavior()
+  # Generator-only labels (tone, topic, memorability...) for content-understanding evaluation.
+  # NEVER verbalized: verbalize.py does not read this field.
+  latent: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-safe dict (tuples become lists; media bytes are excluded)."""
+    d = dataclasses.asdict(dataclasses.replace(
+        self, content=dataclasses.replace(
+            self.content, media=tuple(dataclasses.replace(m, data=None) for m in self.content.media))))
+    for m in d["content"]["media"]:
+      del m["data"]
+    d["latent"] = dict(self.latent)
+    return _lists(d)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> ContentBehaviorRecord:
+    c = d.get("content", {})
+    content = Content(
+        title=c.get("title", ""), description=c.get("description", ""), text=c.get("text", ""),
+        media=tuple(MediaRef(path=m["path"], kind=m.get("kind", "image")) for m in c.get("media", ())),
+        scenes=tuple(Scene(asr=s.get("asr", ""), ocr=s.get("ocr", ""), captions=tuple(s.get("captions", ())),
+                           start=s.get("start", 0.0), end=s.get("end", 0.0)) for s in c.get("scenes", ())),
+        keywords=tuple(c.get("keywords", ())), subreddit=c.get("subreddit", ""))
+    b = d.get("behavior", {})
+    replay = b.get("replay")
+    behavior = Behavior(likes=b.get("likes"), views=b.get("views"), upvotes=b.get("upvotes"),
+                        comments=tuple(b.get("comments", ())),
+                        replay=None if replay is None else tuple(replay))
+    return cls(record_id=d["record_id"], source=d["source"], content=content,
+               communicator=Communicator(**d.get("communicator", {})), time=d.get("time"),
+               behavior=behavior, latent=dict(d.get("latent", {})))
+
+
+@dataclasses.dataclass(frozen=True)
+class Quarantined:
+  record_id: str
+  source: str
+  reason: str     # a key of REASONS
+  detail: str     # human-readable: which field, what value
+  location: str   # "file:line" or "file:row"
+
+
+class RecordError(ValueError):
+  """Raised by the `as_*` helpers and media checks; readers turn it into `Quarantined`."""
+
+  def __init__(self, reason: str, detail: str):
+    assert reason in REASONS, reason
+    super().__init__(f"{reason}: {detail}")
+    self.reason = reason
+    self.detail = detail
+
+
+def quarantine(error: RecordError, record_id: str, source: str, location: str) -> Quarantined:
+  return Quarantined(record_id=record_id, source=source, reason=error.reason, detail=error.detail,
+                     location=location)
+
+
+# ---------------------------------------------------------------------------------------------
+# Value conversion for readers: raw JSON / parquet values -> typed record fields.
+
+def as_count(value: Any, field: str, *, required: bool = False) -> float | None:
+  """A behavior count (likes, views, upvotes, followers): finite, >= 0, <= MAX_COUNT."""
+  if value is None:
+    if required:
+      raise RecordError("missing_field", f"{field} is missing")
+    return None
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise RecordError("wrong_type", f"{field}={value!r:.60} is {type(value).__name__}, expected a number")
+  if isinstance(value, float) and not math.isfinite(value):
+    raise RecordError("non_finite", f"{field}={value}")
+  if value < 0:
+    raise RecordError("negative_count", f"{field}={value}")
+  if value > MAX_COUNT:
+    raise RecordError("absurd_count", f"{field}={value} > {MAX_COUNT:g}")
+  return float(value)
+
+
+def as_text(value: Any, field: str, *, required: bool = False) -> str:
+  """A text field; None -> "" unless required. Lone surrogates count as invalid UTF-8."""
+  if value is None:
+    if required:
+      raise RecordError("missing_field", f"{field} is missing")
+    return ""
+  if isinstance(value, bytes):
+    try:
+      value = value.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise RecordError("invalid_utf8", f"{field}: {e}") from None
+  if not isinstance(value, str):
+    raise RecordError("wrong_type", f"{field}={value!r:.60} is {type(value).__name__}, expected a string")
+  _check_utf8(value, field)
+  return value
+
+
+def as_text_list(value: Any, field: str) -> tuple[str, ...]:
+  if value is None:
+    return ()
+  if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    raise RecordError("wrong_type", f"{field} is {type(value).__name__}, expected a list of strings")
+  return tuple(as_text(v, f"{field}[{i}]") for i, v in enumerate(value))
+
+
+def as_date(value: Any, field: str = "date") -> str | None:
+  """ISO date "YYYY-MM-DD" (a longer ISO timestamp is cut to its date)."""
+  if value is None or value == "":
+    return None
+  if isinstance(value, (datetime.date, datetime.datetime)):
+    return value.strftime("%Y-%m-%d")
+  text = as_text(value, field)[:10]
+  try:
+    return datetime.date.fromisoformat(text).isoformat()
+  except ValueError:
+    raise RecordError("bad_date", f"{field}={value!r:.40}") from None
+
+
+def _check_utf8(text: str, field: str) -> None:
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise RecordError("invalid_utf8", f"{field}: {e.reason} at {e.start}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Record validation.
+
+def validate(record: ContentBehaviorRecord, media_root: str | os.PathLike | None = None,
+             location: str = "") -> ContentBehaviorRecord | Quarantined:
+  """Checks values, text and every media file; returns the record unchanged or `Quarantined`."""
+  try:
+    _validate(record, media_root)
+  except RecordError as e:
+    return quarantine(e, record.record_id, record.source, location)
+  return record
+
+
+def _validate(record: ContentBehaviorRecord, media_root) -> None:
+  if not record.record_id:
+    raise RecordError("missing_field", "record_id is empty")
+  c, b, who = record.content, record.behavior, record.communicator
+  texts = {"title": c.title, "description": c.description, "text": c.text, "subreddit": c.subreddit,
+           "account": who.account, "brand": who.brand}
+  for i, s in enumerate(c.scenes):
+    texts.update({f"scenes[{i}].asr": s.asr, f"scenes[{i}].ocr": s.ocr})
+    texts.update({f"scenes[{i}].captions[{j}]": t for j, t in enumerate(s.captions)})
+  texts.update({f"comments[{i}]": t for i, t in enumerate(b.comments)})
+  texts.update({f"keywords[{i}]": t for i, t in enumerate(c.keywords)})
+  for name, text in texts.items():
+    as_text(text, name)
+  content_text = [c.title, c.description, c.text] + [
+      t for s in c.scenes for t in (s.asr, s.ocr, *s.captions)]
+  if not any(t.strip() for t in content_text):
+    raise RecordError("empty_text", "title, description, text and all scene texts are empty")
+  for name in ("likes", "views", "upvotes"):
+    as_count(getattr(b, name), name)
+  as_count(who.followers, "followers")
+  if record.time is not None:
+    as_date(record.time, "time")
+  if b.replay is not None:
+    for i, v in enumerate(b.replay):
+      if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise RecordError("wrong_type", f"replay[{i}]={v!r:.40}")
+      if not math.isfinite(v):
+        raise RecordError("non_finite", f"replay[{i}]={v}")
+      if not 0 <= v <= 100:
+        raise RecordError("out_of_range", f"replay[{i}]={v} not in 0-100")
+    if c.scenes and len(b.replay) != len(c.scenes):
+      raise RecordError("out_of_range", f"{len(b.replay)} replay values for {len(c.scenes)} scenes")
+  for m in c.media:
+    check_media(m, media_root)
+
+
+def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:
+  if media_root is None or os.path.isabs(ref.path):
+    return ref.path
+  return os.path.join(media_root, ref.path)
+
+
+def read_media_bytes(ref: MediaRef, media_root: str | os.PathLike | None) -> bytes:
+  """The encoded bytes of a media item (from `ref.data` or the file); RecordError if absent or huge."""
+  if ref.data is not None:
+    data = ref.data
+  else:
+    path = media_path(ref, media_root)
+    try:
+      size = os.path.getsize(path)
+    except OSError:
+      raise RecordError("missing_media", f"{ref.path} not found") from None
+    if size > MAX_MEDIA_BYTES:
+      raise RecordError("huge_media", f"{ref.path}: {size} bytes > {MAX_MEDIA_BYTES}")
+    with open(path, "rb") as f:
+      data = f.read()
+  if len(data) > MAX_MEDIA_BYTES:
+    raise RecordError("huge_media", f"{ref.path}: {len(data)} bytes > {MAX_MEDIA_BYTES}")
+  if not data:
+    raise RecordError("corrupt_media", f"{ref.path}: zero bytes")
+  return data
+
+
+def check_media(ref: MediaRef, media_root: str | os.PathLike | None = None) -> int:
+  """Fully decodes every frame of a media item; returns its frame count or raises RecordError."""
+  if ref.kind not in ("image", "video"):
+    raise RecordError("wrong_type", f"media kind {ref.kind!r} is not 'image' or 'video'")
+  data = read_media_bytes(ref, media_root)
+  try:
+    # verify() checks chunk CRCs and completeness (a PNG cut after its pixels still load()s).
+    with Image.open(io.BytesIO(data)) as img:
+      img.verify()
+    with Image.open(io.BytesIO(data)) as img:
+      width, height = img.size
+      if width * height > MAX_MEDIA_PIXELS:
+        raise RecordError("huge_media", f"{ref.path}: {width}x{height} pixels")
+      if img.mode not in SUPPORTED_MODES:
+        raise RecordError("unsupported_media", f"{ref.path}: mode {img.mode}")
+      frames = getattr(img, "n_frames", 1)
+      if frames > MAX_VIDEO_FRAMES:
+        raise RecordError("huge_media", f"{ref.path}: {frames} frames")
+      for i in range(frames):
+        img.seek(i)
+        img.load()
+      return frames
+  except RecordError:
+    raise
+  except Image.DecompressionBombError as e:
+    raise RecordError("huge_media", f"{ref.path}: {e}") from None
+  except (OSError, ValueError, SyntaxError, EOFError, Image.UnidentifiedImageError) as e:
+    raise RecordError("corrupt_media", f"{ref.path}: {type(e).__name__}: {e}") from None
+
+
+def _lists(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {k: _lists(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_lists(v) for v in x]
+  return x
