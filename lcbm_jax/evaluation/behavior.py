@@ -1,0 +1,299 @@
+"""Behavior-simulation metrics, parsers from generated text back to numbers, and training-split baselines.
+
+Metrics follow PAPERS.md (LCBM): replay RMSE on the 0-100 scale and accuracy = share of scenes
+with absolute error <= 5; views and likes/views RMSE, R2 and accuracy within 10%; high/low (and
+low/medium/high) like-level accuracy. Everything here is plain numpy so the metrics can be pinned
+on hand-computed values without a model.
+
+A model's generation can be anything. Parsers therefore never raise: a value they cannot read
+comes back as NaN (numbers) or None (labels). Accuracy metrics count such a prediction as wrong;
+RMSE/R2 replace it by a fallback (the caller passes the training-split baseline prediction, so a
+model that emits garbage scores like the baseline there, never better) and every metric dict
+reports how many predictions were unparseable.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import re
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+LIKE_LEVELS = ("low", "medium", "high")
+
+# --------------------------------------------------------------------------------------------
+# Parsers: generated text -> numbers. Each is robust to garbage (returns NaN / None / {}).
+# --------------------------------------------------------------------------------------------
+
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+# LCBM target "Scene 2: {Replay: 60%}" (the braces and the % are optional in what a model writes).
+_LCBM_SCENE_RE = re.compile(r"scene\s*(\d+)\s*:?\s*\{?\s*replays?\s*:?\s*(" + _NUM + r")", re.I)
+# BLIFT target "Scene 3: 0.06" (a bare number right after the scene label).
+_BLIFT_SCENE_RE = re.compile(r"scene\s*(\d+)\s*:\s*(" + _NUM + r")(?![\d.])", re.I)
+_VIEWS_RE = re.compile(r"views\s*:?\s*(" + _NUM + r")\s*([a-z]*)", re.I)
+_LPV_RE = re.compile(r"likes[\s-]*per[\s-]*views?\s*:?\s*(" + _NUM + r")\s*%?", re.I)
+_BLIFT_LIKED_RE = re.compile(r"liked\s+by\s+(" + _NUM + r")\s*%", re.I)
+_LEVEL_RE = re.compile(r"\b(low|medium|high)\b", re.I)
+
+_SCALE_WORDS = {
+    "": 1.0, "k": 1e3, "thousand": 1e3, "thousands": 1e3,
+    "m": 1e6, "mn": 1e6, "million": 1e6, "millions": 1e6,
+    "b": 1e9, "bn": 1e9, "billion": 1e9, "billions": 1e9,
+}
+
+
+def parse_views(text: str) -> float:
+  """"2.1 Million" -> 2.1e6, "346 thousand" -> 3.46e5, "950" -> 950; NaN if unreadable.
+
+  Accepts the bare number-in-words as written by the template or a "Views: ..." field anywhere in
+  a longer generation.
+  """
+  if not isinstance(text, str):
+    return math.nan
+  m = _VIEWS_RE.search(text) or re.match(r"\s*(" + _NUM + r")\s*([a-z]*)", text, re.I)
+  if not m:
+    return math.nan
+  scale = _SCALE_WORDS.get(m.group(2).lower())
+  if scale is None:
+    return math.nan
+  try:
+    value = float(m.group(1)) * scale
+  except ValueError:
+    return math.nan
+  return value if math.isfinite(value) and value >= 0 else math.nan
+
+
+def parse_likes_per_view(text: str) -> float:
+  """"Likes-per-View: 2.5%" -> 2.5 (percent); NaN if absent or malformed."""
+  m = _LPV_RE.search(text) if isinstance(text, str) else None
+  if not m:
+    return math.nan
+  value = float(m.group(1))
+  return value if 0 <= value <= 100 else math.nan
+
+
+def parse_lcbm_replays(text: str) -> dict[int, float]:
+  """"Scene 2: {Replay: 60%}, Scene 3: {Replay: 41%}" -> {2: 60.0, 3: 41.0}.
+
+  Values outside 0-100 are dropped (they count as unparseable for that scene); the first value
+  for a scene wins when a generation repeats it.
+  """
+  out: dict[int, float] = {}
+  if not isinstance(text, str):
+    return out
+  for m in _LCBM_SCENE_RE.finditer(text):
+    scene, value = int(m.group(1)), float(m.group(2))
+    if 0 <= value <= 100 and scene not in out:
+      out[scene] = value
+  return out
+
+
+def parse_blift_replays(text: str) -> dict[int, float]:
+  """BLIFT block "Scene 1: 0.06\nScene 2: 0.4" -> {1: 0.06, 2: 0.4} (decimals 0-1)."""
+  out: dict[int, float] = {}
+  if not isinstance(text, str):
+    return out
+  # Only the behavior part carries replay values; scene descriptions before the separator also
+  # start with "Scene i:".
+  if ">>> BEHAVIOR <<<" in text:
+    text = text.split(">>> BEHAVIOR <<<", 1)[1]
+  for m in _BLIFT_SCENE_RE.finditer(text):
+    scene, value = int(m.group(1)), float(m.group(2))
+    if 0 <= value <= 1 and scene not in out:
+      out[scene] = value
+  return out
+
+
+def parse_blift_liked(text: str) -> float:
+  """"The video will be liked by 2.0% of viewers" -> 2.0 (percent); NaN if absent."""
+  m = _BLIFT_LIKED_RE.search(text) if isinstance(text, str) else None
+  if not m:
+    return math.nan
+  value = float(m.group(1))
+  return value if 0 <= value <= 100 else math.nan
+
+
+def parse_like_level(text: str, levels: Sequence[str] = ("low", "high")) -> str | None:
+  """First like-level word among `levels` in the text ("This tweet has low likes." -> "low")."""
+  if not isinstance(text, str):
+    return None
+  for m in _LEVEL_RE.finditer(text):
+    word = m.group(1).lower()
+    if word in levels:
+      return word
+  return None
+
+
+def parse_lcbm_target(text: str) -> dict:
+  """Everything an LCBM behavior-simulation target can hold: replays by scene, views, likes/views."""
+  return {
+      "replay": parse_lcbm_replays(text),
+      "views": parse_views(text) if isinstance(text, str) and re.search(r"views\s*:", text, re.I) else math.nan,
+      "likes_per_view": parse_likes_per_view(text),
+  }
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics.
+# --------------------------------------------------------------------------------------------
+
+
+def _as_array(x) -> np.ndarray:
+  return np.asarray(x, dtype=np.float64).reshape(-1)
+
+
+def rmse(pred, true) -> float:
+  pred, true = _as_array(pred), _as_array(true)
+  return float(np.sqrt(np.mean((pred - true) ** 2))) if true.size else math.nan
+
+
+def r2(pred, true) -> float:
+  """Coefficient of determination 1 - SS_res / SS_tot (can be negative; NaN if true is constant)."""
+  pred, true = _as_array(pred), _as_array(true)
+  ss_tot = float(np.sum((true - true.mean()) ** 2)) if true.size else 0.0
+  if ss_tot == 0.0:
+    return math.nan
+  return 1.0 - float(np.sum((pred - true) ** 2)) / ss_tot
+
+
+def within_abs(pred, true, tol: float) -> float:
+  """Share of predictions with |pred - true| <= tol; NaN predictions count as wrong."""
+  pred, true = _as_array(pred), _as_array(true)
+  if not true.size:
+    return math.nan
+  ok = np.abs(pred - true) <= tol + 1e-9
+  return float(np.mean(np.where(np.isnan(pred), False, ok)))
+
+
+def within_rel(pred, true, rel: float = 0.10) -> float:
+  """Share of predictions within `rel` (10%) of the true value; NaN predictions count as wrong."""
+  pred, true = _as_array(pred), _as_array(true)
+  if not true.size:
+    return math.nan
+  ok = np.abs(pred - true) <= rel * np.abs(true) + 1e-9
+  return float(np.mean(np.where(np.isnan(pred), False, ok)))
+
+
+def _fill(pred: np.ndarray, fallback) -> np.ndarray:
+  fallback = np.broadcast_to(_as_array(fallback), pred.shape)
+  return np.where(np.isnan(pred), fallback, pred)
+
+
+def regression_metrics(pred, true, fallback, *, rel: float = 0.10, log10: bool = False) -> dict:
+  """RMSE, R2 and accuracy-within-`rel` of scalar predictions (views, likes/views).
+
+  NaN predictions are unparseable: wrong for accuracy, replaced by `fallback` for RMSE/R2.
+  `log10` computes RMSE/R2 on log10(1 + x) (views span orders of magnitude); accuracy stays on the
+  raw value.
+  """
+  pred, true = _as_array(pred), _as_array(true)
+  filled = _fill(pred, fallback)
+  a, b = (np.log10(1 + np.maximum(filled, 0)), np.log10(1 + np.maximum(true, 0))) if log10 else (filled, true)
+  return {
+      "rmse": rmse(a, b),
+      "r2": r2(a, b),
+      "acc_within_10pct": within_rel(pred, true, rel),
+      "unparseable": int(np.isnan(pred).sum()),
+      "n": int(true.size),
+  }
+
+
+def replay_metrics(pred_scenes: Sequence[Sequence[float]], true_scenes: Sequence[Sequence[float]],
+                   fallback_scenes: Sequence[Sequence[float]] | None = None, *, tol: float = 5.0) -> dict:
+  """Per-scene replay metrics over many videos (LCBM, 0-100 scale).
+
+  pred_scenes[i][j] is the prediction for the j-th masked scene of video i (NaN = unparseable);
+  true_scenes has the same ragged shape. RMSE pools all scenes; accuracy = share of scenes with
+  |error| <= tol. Unparseable scenes are wrong for accuracy and take `fallback_scenes` (same shape,
+  default 50) for RMSE.
+  """
+  pred = np.concatenate([_as_array(p) for p in pred_scenes]) if len(pred_scenes) else np.zeros(0)
+  true = np.concatenate([_as_array(t) for t in true_scenes]) if len(true_scenes) else np.zeros(0)
+  if pred.shape != true.shape:
+    raise ValueError(f"replay_metrics: {pred.size} predicted scenes vs {true.size} true scenes")
+  if fallback_scenes is None:
+    fallback = np.full_like(true, 50.0)
+  else:
+    fallback = np.concatenate([_as_array(f) for f in fallback_scenes]) if len(fallback_scenes) else np.zeros(0)
+  return {
+      "rmse": rmse(_fill(pred, fallback), true),
+      "acc_within_5": within_abs(pred, true, tol),
+      "unparseable": int(np.isnan(pred).sum()),
+      "n": int(true.size),
+  }
+
+
+def accuracy(pred_labels: Sequence, true_labels: Sequence) -> dict:
+  """Exact-match accuracy of labels; None predictions are unparseable and wrong."""
+  if len(pred_labels) != len(true_labels):
+    raise ValueError(f"accuracy: {len(pred_labels)} predictions vs {len(true_labels)} labels")
+  n = len(true_labels)
+  correct = sum(p is not None and p == t for p, t in zip(pred_labels, true_labels))
+  return {
+      "accuracy": correct / n if n else math.nan,
+      "unparseable": sum(p is None for p in pred_labels),
+      "n": n,
+  }
+
+
+def align_replays(pred: Mapping[int, float], true: Mapping[int, float]) -> tuple[list[float], list[float]]:
+  """Lines up parsed predictions with the true masked scenes (missing scenes -> NaN)."""
+  scenes = sorted(true)
+  return [float(pred.get(s, math.nan)) for s in scenes], [float(true[s]) for s in scenes]
+
+
+# --------------------------------------------------------------------------------------------
+# Baselines, always fitted on the TRAINING split.
+# --------------------------------------------------------------------------------------------
+
+
+def majority_label(train_labels: Iterable[str]) -> str:
+  """Most frequent training label (ties broken by LIKE_LEVELS order, then alphabetically)."""
+  counts = collections.Counter(l for l in train_labels if l is not None)
+  if not counts:
+    raise ValueError("majority_label: no training labels")
+  order = {l: i for i, l in enumerate(LIKE_LEVELS)}
+  return max(counts, key=lambda l: (counts[l], -order.get(l, len(order)), l))
+
+
+class ReplayBaseline:
+  """Mean replay per scene position (0-based index in the video) from training, and a global mean.
+
+  Positions never seen in training fall back to the global mean.
+  """
+
+  def __init__(self, train_videos: Iterable[Mapping[int, float]]):
+    sums: dict[int, float] = collections.defaultdict(float)
+    counts: dict[int, int] = collections.defaultdict(int)
+    total, n = 0.0, 0
+    for video in train_videos:
+      for scene, value in video.items():
+        sums[scene] += float(value)
+        counts[scene] += 1
+        total += float(value)
+        n += 1
+    if not n:
+      raise ValueError("ReplayBaseline: no training replay values")
+    self.global_mean = total / n
+    self.position_mean = {s: sums[s] / counts[s] for s in sums}
+
+  def predict_position(self, scenes: Iterable[int]) -> list[float]:
+    return [self.position_mean.get(s, self.global_mean) for s in scenes]
+
+  def predict_global(self, scenes: Iterable[int]) -> list[float]:
+    return [self.global_mean for _ in scenes]
+
+
+def mean_baseline(train_values: Iterable[float]) -> float:
+  """Training mean of a scalar target (views, likes/views), ignoring missing values."""
+  values = _as_array([v for v in train_values if v is not None])
+  values = values[np.isfinite(values)]
+  if not values.size:
+    raise ValueError("mean_baseline: no training values")
+  return float(values.mean())
+
+
+def random_replay_predictions(true_scenes: Sequence[Sequence[float]], rng: np.random.Generator) -> list[np.ndarray]:
+  """PAPERS.md's random baseline for replays: uniform integers 0-100 per scene."""
+  return [rng.integers(0, 101, size=len(t)).astype(np.float64) for t in true_scenes]

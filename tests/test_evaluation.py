@@ -1,0 +1,194 @@
+"""Evaluation metrics pinned on hand-computed values, parity with nltk / rouge-score / scipy,
+parsers fed garbage, and baselines fitted on a small synthetic training split."""
+import math
+
+import numpy as np
+import pytest
+
+from lcbm_jax.evaluation import behavior, content, optimize
+
+
+# ---------------------------------------------------------------- behavior metrics, by hand
+
+
+def test_rmse_r2_by_hand():
+  assert behavior.rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(math.sqrt(4 / 3))
+  # mean(true) = 7/3, SS_tot = 42/9, SS_res = 1  ->  R2 = 1 - 9/42
+  assert behavior.r2([1, 2, 3], [1, 2, 4]) == pytest.approx(1 - 9 / 42)
+  assert behavior.r2([5, 5, 5], [1, 2, 3]) == pytest.approx(1 - 29 / 2)  # SS_res = 16+9+4: worse than the mean
+  assert math.isnan(behavior.r2([1, 2], [3, 3]))
+
+
+def test_replay_accuracy_within_5_and_unparseable():
+  pred = [[10, 20], [math.nan, 50, 45.0]]
+  true = [[15, 26], [30, 50, 40]]
+  m = behavior.replay_metrics(pred, true, fallback_scenes=[[0, 0], [30, 0, 0]])
+  # |err| = 5 (ok, boundary), 6, unparseable (wrong), 0, 5 (ok)
+  assert m["acc_within_5"] == pytest.approx(3 / 5)
+  assert m["unparseable"] == 1 and m["n"] == 5
+  # the unparseable scene takes its fallback (30 = exact), so squared errors 25, 36, 0, 0, 25
+  assert m["rmse"] == pytest.approx(math.sqrt(86 / 5))
+  with pytest.raises(ValueError):
+    behavior.replay_metrics([[1]], [[1, 2]])
+
+
+def test_within_10pct_and_regression_metrics():
+  assert behavior.within_rel([100, 110, 111, 89, math.nan], [100] * 5) == pytest.approx(2 / 5)
+  m = behavior.regression_metrics([2.0, math.nan, 3.3], [2.0, 4.0, 3.0], fallback=4.0)
+  assert m["acc_within_10pct"] == pytest.approx(2 / 3)
+  assert m["unparseable"] == 1
+  assert m["rmse"] == pytest.approx(math.sqrt(0.09 / 3))
+  views = behavior.regression_metrics([999.0, 99.0], [999.0, 9999.0], fallback=0.0, log10=True)
+  assert views["rmse"] == pytest.approx(math.sqrt((2.0 ** 2) / 2))  # log10(100) vs log10(10000)
+
+
+def test_label_accuracy():
+  m = behavior.accuracy(["high", None, "low", "low"], ["high", "low", "high", "low"])
+  assert m == {"accuracy": 0.5, "unparseable": 1, "n": 4}
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def test_parsers_read_every_template_format():
+  target = "Scene 2: {Replay: 60%}, Scene 5: {Replay: 7%}, Views: 2.1 Million, Likes-per-View: 2.5%"
+  parsed = behavior.parse_lcbm_target(target)
+  assert parsed["replay"] == {2: 60.0, 5: 7.0}
+  assert parsed["views"] == pytest.approx(2.1e6)
+  assert parsed["likes_per_view"] == pytest.approx(2.5)
+  assert behavior.parse_views("346 thousand") == pytest.approx(346e3)
+  assert behavior.parse_views("1.2 Billion") == pytest.approx(1.2e9)
+  assert behavior.parse_views("950") == 950
+  blift = ("Scene 1: a dog runs\nScene 2: a cat\n>>> BEHAVIOR <<<\nThe video will be liked by 2.0% of viewers\n"
+           "1. nice\nScene 1: 0.06\nScene 2: 0.4")
+  assert behavior.parse_blift_liked(blift) == pytest.approx(2.0)
+  assert behavior.parse_blift_replays(blift) == {1: 0.06, 2: 0.4}
+  assert behavior.parse_like_level("This tweet has low likes.") == "low"
+  assert behavior.parse_like_level("HIGH") == "high"
+  assert behavior.parse_like_level("medium likes", behavior.LIKE_LEVELS) == "medium"
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "Scene", "Scene 2: {Replay: abc}", "Scene 2: {Replay: 250%}", "\x00\xff\ufffd", "Views: lots",
+    "Likes-per-View: 300%", "highlights and lowlights", "liked by many", None, 123, "[MASK] " * 50,
+])
+def test_parsers_never_crash_on_garbage(garbage):
+  assert behavior.parse_lcbm_replays(garbage) == {}
+  assert behavior.parse_blift_replays(garbage) == {}
+  assert math.isnan(behavior.parse_views(garbage))
+  assert math.isnan(behavior.parse_likes_per_view(garbage))
+  assert math.isnan(behavior.parse_blift_liked(garbage))
+  assert behavior.parse_like_level(garbage) is None
+  parsed = behavior.parse_lcbm_target(garbage)
+  pred, true = behavior.align_replays(parsed["replay"], {1: 40.0, 2: 60.0})
+  m = behavior.replay_metrics([pred], [true])
+  assert m["unparseable"] == 2 and m["acc_within_5"] == 0.0
+
+
+# ---------------------------------------------------------------- baselines from a training split
+
+
+def test_baselines_fit_on_training_split():
+  train = [{0: 10.0, 1: 20.0}, {0: 30.0, 1: 40.0, 2: 90.0}]
+  base = behavior.ReplayBaseline(train)
+  assert base.global_mean == pytest.approx(38.0)
+  assert base.predict_position([0, 1, 2, 7]) == pytest.approx([20.0, 30.0, 90.0, 38.0])
+  assert base.predict_global([0, 3]) == pytest.approx([38.0, 38.0])
+  assert behavior.majority_label(["low", "high", "low", None]) == "low"
+  assert behavior.majority_label(["low", "high"]) == "low"  # tie -> the lower level, deterministically
+  assert behavior.mean_baseline([1.0, None, 3.0, math.nan]) == pytest.approx(2.0)
+  with pytest.raises(ValueError):
+    behavior.ReplayBaseline([])
+  rand = behavior.random_replay_predictions([[1, 2, 3]] * 200, np.random.default_rng(0))
+  flat = np.concatenate(rand)
+  assert flat.min() >= 0 and flat.max() <= 100 and 40 < flat.mean() < 60
+
+
+# ---------------------------------------------------------------- generation metrics
+
+
+def test_bleu_rouge_by_hand():
+  hyp, ref = "The cat sat on the mat.", "the cat is on the mat"
+  b = content.bleu([hyp], [ref])
+  # p1 = 5/6, p2 = 3/5, p3 = 1/4, p4 = 0/3, equal lengths -> BP = 1
+  assert b["bleu1"] == pytest.approx(5 / 6)
+  assert b["bleu2"] == pytest.approx(math.sqrt(5 / 6 * 3 / 5))
+  assert b["bleu3"] == pytest.approx(0.5)
+  assert b["bleu4"] == 0.0
+  assert content.rouge_l([hyp], [ref]) == pytest.approx(5 / 6)  # LCS = 5 of 6 either way
+  short = content.bleu(["a b c"], ["a b c d e"])
+  assert short["bleu1"] == pytest.approx(math.exp(1 - 5 / 3))  # brevity penalty only
+  # ROUGE-L: LCS("a b c", "a x c b") = 2 -> P = 2/3, R = 2/4
+  assert content.rouge_l(["a b c"], ["a x c b"]) == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+  assert content.rouge_l(["!!!"], ["a"]) == 0.0
+
+
+def _random_sentences(rng, n):
+  vocab = "the cat sat on a mat".split()  # small vocabulary: 3- and 4-gram matches happen
+  return [" ".join(rng.choice(vocab, size=rng.integers(1, 14))) for _ in range(n)]
+
+
+def test_bleu_rouge_parity_with_nltk_and_rouge_score():
+  from nltk.translate.bleu_score import corpus_bleu
+  from rouge_score import rouge_scorer
+
+  rng = np.random.default_rng(0)
+  hyps, refs = _random_sentences(rng, 40), _random_sentences(rng, 40)
+  ours = content.bleu(hyps, refs)
+  assert ours["bleu4"] > 0.05
+  for n in range(1, 5):
+    ref_score = corpus_bleu([[content.tokenize(r)] for r in refs], [content.tokenize(h) for h in hyps],
+                            weights=(1 / n,) * n)
+    assert ours[f"bleu{n}"] == pytest.approx(ref_score, abs=1e-9), n
+  scorer = rouge_scorer.RougeScorer(["rougeL"])
+  ref_rouge = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)])
+  assert content.rouge_l(hyps, refs) == pytest.approx(ref_rouge, abs=1e-12)
+
+
+# ---------------------------------------------------------------- scoring-based tasks
+
+
+def _fake_score_fn(prompts, continuations, images):
+  # log-likelihood = -(distance between the continuation's first id and the prompt's last id)
+  return np.array([-abs(c[0] - p[-1]) for p, c in zip(prompts, continuations)], dtype=np.float64)
+
+
+def test_option_scores_and_choice_accuracy():
+  prompts = [[1, 5], [7], [3]]
+  options = [[[9], [5], [1]], [[7, 1], [2]], [[8], [9]]]
+  scores = content.option_scores(_fake_score_fn, prompts, options, [None] * 3)
+  assert [s.tolist() for s in scores] == [[-4, 0, -4], [0, -5], [-5, -6]]
+  m = content.choice_accuracy(scores, [1, 0, 1])
+  assert m["accuracy"] == pytest.approx(2 / 3)
+  assert m["random"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+  norm = content.option_scores(_fake_score_fn, [[1]], [[[3, 3], [2]]], [None], length_normalize=True)
+  assert norm[0].tolist() == [-1.0, -1.0]
+
+
+def test_label_accuracy_and_memorability_spearman():
+  import scipy.stats
+
+  m = content.label_accuracy([np.array([0.0, -1.0]), np.array([-3.0, -1.0])], ["happy", "sad"], ["happy", "happy"])
+  assert m["accuracy"] == 0.5 and m["random"] == 0.5
+  rng = np.random.default_rng(1)
+  a, b = rng.integers(0, 5, size=30), rng.normal(size=30)  # ties in a
+  assert content.spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic, abs=1e-12)
+  # a model that puts all its mass on the true two-digit label gets a perfect rank correlation
+  true = [12.0, 80.0, 45.0, 3.0]
+  scores = [np.where(np.arange(100) == int(t), 0.0, -50.0) for t in true]
+  assert content.expected_label_value(scores[0], range(100)) == pytest.approx(12.0, abs=1e-6)
+  assert content.memorability_spearman(scores, true)["spearman"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- behavior optimization
+
+
+def test_top1_hit_rate():
+  predicted = [0.1, 0.9, 0.5, 2.0, 1.0, 7.0]
+  true = [1.0, 5.0, 3.0, 1.0, 9.0, 0.0]
+  groups = ["a", "a", "a", "b", "b", "c"]  # c has one candidate: not a choice, left out
+  m = optimize.top1_hit_rate(predicted, true, groups)
+  assert m["groups"] == 2 and m["top1_hit"] == 0.5
+  assert m["random"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+  assert m["spearman"] == pytest.approx((1.0 + -1.0) / 2)
+  assert optimize.high_low_margin([-0.1], [-2.0]).tolist() == pytest.approx([1.9])
