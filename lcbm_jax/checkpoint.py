@@ -1,0 +1,612 @@
+"""Checkpoints: Orbax-managed, atomic, verified; everything needed to resume or to serve.
+
+Step directory layout (`<workdir>/checkpoints/<step>/`):
+
+  _CHECKPOINT_METADATA    Orbax step metadata (item handlers, commit timestamp)
+  commit_success.txt      Orbax commit marker, written just before the atomic rename
+  state/                  TrainState pytree (params, opt_state, rng, step, counters), OCDBT, sharded
+  data/process_<i>.json   the data iterator's state of JAX process i (one file per process)
+  config/metadata         the training config as JSON (`ConfigDict.to_dict()`)
+  model/metadata          the model config as JSON (`dataclasses.asdict(LCBMConfig)`)
+  tokenizer/tokenizer.model  the SentencePiece model the run trained with
+  manifest.json           {"step", "files": {relpath: {"size", "sha256"}}}: every file above,
+                          written *after* the commit (tmp file + fsync + os.replace)
+
+A params-only checkpoint (`save_params`: imports, exports) has the same layout at its root with
+`params/` instead of `state/` and no `data/`.
+
+Resume order (the only place it is written down):
+  1. which steps exist        integer-named directories under `<workdir>/checkpoints/`
+                              (Orbax `<step>.orbax-checkpoint-tmp*` directories are partial saves: warned
+                              about and cleaned up by Orbax)
+  2. which are committed      `commit_success.txt` and `_CHECKPOINT_METADATA` present
+  3. which verify             `manifest.json` present, parses, and every file in it has its size and SHA-256
+  4. newest good              the newest step passing 2 and 3; each newer step that fails is named in a
+                              warning (step and file) and moved to `<workdir>/checkpoints_quarantine/`, so
+                              training can write that step number again
+  5. restore state            onto the *current* mesh: the caller passes the abstract TrainState
+                              (`jax.ShapeDtypeStruct` leaves carrying the target shardings); shapes are
+                              checked against the checkpoint first (UserError naming the leaf)
+  6. restore data iterator    `data_state` of this process -> `iterator.set_state(...)`
+  7. continue at step + 1     the saved state is the state after `step` optimizer updates
+
+Saves are asynchronous: `save` returns once the arrays are copied off the devices; Orbax writes and
+commits in the background, then a manifest thread hashes the committed step, writes the manifest
+and applies retention (keep the newest `keep_last` verified steps plus every step divisible by
+`keep_every`). Retention therefore never deletes a good step before a newer one is verified. A
+kill -9 at any moment leaves a step that is uncommitted, committed without a manifest, or committed
+with a complete manifest; only the last counts at resume.
+
+Preemption: `PreemptionWatcher` turns SIGTERM into a flag the loop polls; the loop then saves,
+waits for the save, and exits 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import threading
+import time
+import typing
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lcbm_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+QUARANTINE = "checkpoints_quarantine"
+MANIFEST = "manifest.json"
+COMMIT_MARKER = "commit_success.txt"   # Orbax's own commit marker (atomicity_types.COMMIT_SUCCESS_FILE)
+STEP_METADATA = "_CHECKPOINT_METADATA"
+_TMP_INFIX = ".orbax-checkpoint-tmp"
+_HASH_CHUNK = 1 << 22
+
+
+# --- files item: small per-process files (data iterator state, tokenizer) inside the Orbax commit ---
+
+
+class _FilesHandler(ocp.CheckpointHandler):
+  """Writes named byte strings into the item directory, so they commit atomically with the arrays."""
+
+  def save(self, directory, args: "FilesSave"):
+    if args.every_process or jax.process_index() == 0:
+      for name, data in args.files.items():
+        (pathlib.Path(directory) / name).write_bytes(data)
+
+  def restore(self, directory, args: "FilesRestore | None" = None) -> dict[str, bytes]:
+    directory = pathlib.Path(directory)
+    names = args.names if args and args.names else sorted(p.name for p in directory.iterdir()
+                                                          if p.name != COMMIT_MARKER)
+    return {n: (directory / n).read_bytes() for n in names}
+
+  def metadata(self, directory):
+    return None
+
+  def finalize(self, directory):
+    pass
+
+  def close(self):
+    pass
+
+
+@ocp.args.register_with_handler(_FilesHandler, for_save=True)
+@dataclasses.dataclass
+class FilesSave(ocp.args.CheckpointArgs):
+  files: dict[str, bytes]
+  every_process: bool = False   # True: each process writes its own files (names must differ)
+
+
+@ocp.args.register_with_handler(_FilesHandler, for_restore=True)
+@dataclasses.dataclass
+class FilesRestore(ocp.args.CheckpointArgs):
+  names: tuple[str, ...] = ()
+
+
+def _item_handlers(array_item: str) -> dict[str, ocp.CheckpointHandler]:
+  return {array_item: ocp.StandardCheckpointHandler(), "data": _FilesHandler(),
+          "config": ocp.JsonCheckpointHandler(), "model": ocp.JsonCheckpointHandler(),
+          "tokenizer": _FilesHandler()}
+
+
+def _config_to_dict(config: Any) -> dict:
+  if config is None:
+    return {}
+  if hasattr(config, "to_dict"):   # ml_collections.ConfigDict
+    config = config.to_dict()
+  # Round-trip through JSON so tuples/numpy scalars become plain JSON and failures surface now.
+  return json.loads(json.dumps(config, default=_json_default))
+
+
+def _json_default(x):
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, (tuple, set, frozenset)):
+    return list(x)
+  if isinstance(x, pathlib.PurePath):
+    return str(x)
+  raise TypeError(f"not JSON-serialisable in the checkpoint config: {type(x).__name__} {x!r}")
+
+
+def _model_to_dict(model_cfg: Any) -> dict:
+  if model_cfg is None:
+    return {}
+  return _config_to_dict(dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else model_cfg)
+
+
+def _tokenizer_files(tokenizer_dir) -> dict[str, bytes]:
+  if tokenizer_dir is None:
+    return {}
+  path = pathlib.Path(tokenizer_dir)
+  model = path if path.is_file() else path / "tokenizer.model"
+  if not model.is_file():
+    raise UserError(f"tokenizer not found: {model} does not exist; pass the directory holding tokenizer.model")
+  return {"tokenizer.model": model.read_bytes()}
+
+
+def _encode_data_state(data_state: Any) -> bytes:
+  # Grain iterators return either a JSON-able dict or JSON bytes; keep which one it was.
+  if isinstance(data_state, bytes):
+    record = {"kind": "bytes", "value": data_state.decode("utf-8")}
+  else:
+    record = {"kind": "json", "value": data_state}
+  return json.dumps(record, default=_json_default).encode()
+
+
+def _decode_data_state(raw: bytes) -> Any:
+  record = json.loads(raw)
+  return record["value"].encode("utf-8") if record["kind"] == "bytes" else record["value"]
+
+
+# --- manifest: per-file SHA-256, written after commit ---
+
+
+def _sha256(path: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(_HASH_CHUNK):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _fsync_dir(path: pathlib.Path):
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def write_manifest(step_dir) -> dict:
+  """Hashes every file of a committed step directory and writes `manifest.json` atomically."""
+  step_dir = pathlib.Path(step_dir)
+  files = {}
+  for p in sorted(step_dir.rglob("*")):
+    rel = p.relative_to(step_dir).as_posix()
+    if p.is_file() and rel != MANIFEST and not rel.startswith(MANIFEST + "."):
+      files[rel] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+  manifest = {"format": 1, "step_dir": step_dir.name, "files": files}
+  tmp = step_dir / f"{MANIFEST}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(manifest, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, step_dir / MANIFEST)
+  _fsync_dir(step_dir)
+  return manifest
+
+
+def check_step(step_dir) -> str | None:
+  """None if the step directory is committed and every file matches its manifest; else what is wrong."""
+  step_dir = pathlib.Path(step_dir)
+  if not step_dir.is_dir():
+    return f"{step_dir} is not a directory"
+  for marker in (COMMIT_MARKER, STEP_METADATA):
+    if not (step_dir / marker).is_file():
+      return f"not committed: {step_dir / marker} is missing"
+  manifest_path = step_dir / MANIFEST
+  if not manifest_path.is_file():
+    return f"not verified: {manifest_path} is missing (the run stopped before the manifest was written)"
+  try:
+    files = json.loads(manifest_path.read_text())["files"]
+  except (ValueError, KeyError, TypeError) as e:
+    return f"{manifest_path} is unreadable ({e})"
+  for rel, want in sorted(files.items()):
+    p = step_dir / rel
+    if not p.is_file():
+      return f"{p} is missing (listed in {MANIFEST})"
+    size = p.stat().st_size
+    if size != want["size"]:
+      return f"{p} has {size} bytes, manifest says {want['size']} (truncated or overwritten)"
+    digest = _sha256(p)
+    if digest != want["sha256"]:
+      return f"{p} has SHA-256 {digest[:12]}..., manifest says {want['sha256'][:12]}... (corrupted)"
+  return None
+
+
+def list_steps(ckpt_dir) -> list[int]:
+  """Step numbers of the final (renamed) step directories, ascending; no integrity checks."""
+  ckpt_dir = pathlib.Path(ckpt_dir)
+  if not ckpt_dir.is_dir():
+    return []
+  return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _partial_saves(ckpt_dir: pathlib.Path) -> list[pathlib.Path]:
+  if not ckpt_dir.is_dir():
+    return []
+  return sorted(p for p in ckpt_dir.iterdir() if _TMP_INFIX in p.name)
+
+
+def find_latest_good_step(ckpt_dir) -> tuple[int | None, dict[int, str]]:
+  """Newest step that is committed and verifies (resume order 1-4), read-only.
+
+  Returns (step or None, {newer bad step: problem}). Older steps are not checked.
+  """
+  bad = {}
+  for step in reversed(list_steps(ckpt_dir)):
+    problem = check_step(pathlib.Path(ckpt_dir) / str(step))
+    if problem is None:
+      return step, bad
+    bad[step] = problem
+  return None, bad
+
+
+def _broadcast_from_primary(value: int) -> int:
+  # All processes must resume from the same step even if their view of the filesystem raced.
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+# --- the manager used by the training loop ---
+
+
+class CheckpointManager:
+  """Async, verified checkpoints of a training run under `<workdir>/checkpoints/`.
+
+  Resume (see the module docstring for the order):
+    mngr = CheckpointManager(workdir, keep_last=3, keep_every=1000)
+    step = mngr.latest_good_step()
+    if step is not None:
+      state, data_state = mngr.restore(step, abstract_state)   # ShapeDtypeStructs with shardings
+      data_iterator.set_state(data_state)
+    ... loop from step + 1; every save_every steps and on preemption:
+    mngr.save(step, state, data_iterator.get_state(), config, tokenizer_dir, model_cfg=cfg)
+    ... at the end: mngr.close()   (waits for the last save and its manifest)
+  """
+
+  def __init__(self, workdir, *, keep_last: int = 3, keep_every: int | None = None,
+               async_save: bool = True):
+    if keep_last < 1:
+      raise UserError(f"keep_last must be >= 1 (got {keep_last}): the newest good step is needed to resume")
+    if keep_every is not None and keep_every < 1:
+      raise UserError(f"keep_every must be a positive number of steps or None (got {keep_every})")
+    self.workdir = pathlib.Path(workdir)
+    self.directory = self.workdir / CHECKPOINTS
+    self.keep_last = keep_last
+    self.keep_every = keep_every
+    self._async = async_save
+    for p in _partial_saves(self.directory):
+      log.warning("checkpoint: ignoring partial save %s (interrupted before commit); Orbax removes it", p)
+    self._mngr = self._make_orbax()
+    self._thread: threading.Thread | None = None
+    self._thread_error: BaseException | None = None
+
+  def _make_orbax(self) -> ocp.CheckpointManager:
+    # Retention is ours (applied after verification), so Orbax keeps every step it writes.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None, create=True, cleanup_tmp_directories=True,
+        enable_async_checkpointing=self._async, save_root_metadata=False)
+    return ocp.CheckpointManager(self.directory, options=options, item_handlers=_item_handlers("state"))
+
+  # -- saving --
+
+  def save(self, step: int, state: Any, data_state: Any, config: Any, tokenizer_dir=None, *,
+           model_cfg: Any = None) -> None:
+    """Starts an async save of `state` (the state after `step` updates) and its companions.
+
+    data_state: this process's data-iterator state (`get_state()`: JSON-able or JSON bytes).
+    config: the training config (ConfigDict or dict); model_cfg: the LCBMConfig dataclass (needed by
+    `load_for_inference`); tokenizer_dir: directory holding tokenizer.model (or the file itself).
+    """
+    self._join_manifest_thread()
+    step = int(step)
+    if step in list_steps(self.directory):
+      raise UserError(f"checkpoint step {step} already exists in {self.directory}; "
+                      "resume with latest_good_step() instead of re-running from scratch into the same workdir")
+    data_files = {f"process_{jax.process_index()}.json": _encode_data_state(data_state)}
+    args = ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=FilesSave(data_files, every_process=True),
+        config=ocp.args.JsonSave(_config_to_dict(config)),
+        model=ocp.args.JsonSave(_model_to_dict(model_cfg)),
+        tokenizer=FilesSave(_tokenizer_files(tokenizer_dir)))
+    self._mngr.save(step, args=args, force=True)
+    self._thread = threading.Thread(target=self._finish_save, args=(step,), name=f"lcbm-manifest-{step}",
+                                    daemon=False)
+    self._thread.start()
+
+  def _finish_save(self, step: int):
+    try:
+      self._mngr.wait_until_finished()
+      if jax.process_index() != 0:
+        return
+      step_dir = self.directory / str(step)
+      if not (step_dir / COMMIT_MARKER).is_file():
+        log.warning("checkpoint: step %d did not commit (%s missing); no manifest written", step,
+                    step_dir / COMMIT_MARKER)
+        return
+      write_manifest(step_dir)
+      self._apply_retention(newest=step)
+    except BaseException as e:  # re-raised in the main thread by _join_manifest_thread
+      self._thread_error = e
+
+  def _apply_retention(self, newest: int):
+    keep = {s for s in list_steps(self.directory) if (self.directory / str(s) / MANIFEST).is_file()}
+    newest_good = sorted(keep)[-self.keep_last:]
+    for s in list_steps(self.directory):
+      if s >= newest or s in newest_good or (self.keep_every and s % self.keep_every == 0 and s in keep):
+        continue
+      step_dir = self.directory / str(s)
+      log.info("checkpoint: retention removes step %d", s)
+      # Manifest first: a kill mid-rmtree then leaves an unverified step, never a wrongly verified one.
+      (step_dir / MANIFEST).unlink(missing_ok=True)
+      shutil.rmtree(step_dir, ignore_errors=True)
+
+  def _join_manifest_thread(self):
+    if self._thread is not None:
+      self._thread.join()
+      self._thread = None
+    if self._thread_error is not None:
+      err, self._thread_error = self._thread_error, None
+      raise RuntimeError(f"checkpoint save in the background failed: {err!r}") from err
+
+  def wait_until_finished(self):
+    """Blocks until the last save is committed, its manifest written and retention applied."""
+    self._mngr.wait_until_finished()
+    self._join_manifest_thread()
+
+  def close(self):
+    self.wait_until_finished()
+    self._mngr.close()
+
+  # -- resuming --
+
+  def latest_good_step(self) -> int | None:
+    """Newest committed and verified step (resume order 1-4), or None to start fresh.
+
+    Each newer step that fails is named in a warning and moved to `<workdir>/checkpoints_quarantine/`.
+    """
+    self.wait_until_finished()
+    step = None
+    if jax.process_index() == 0:
+      step, bad = find_latest_good_step(self.directory)
+      for s, problem in sorted(bad.items(), reverse=True):
+        dest = self._quarantine(s, problem)
+        log.warning("checkpoint: skipping step %d: %s; moved to %s", s, problem, dest)
+      if bad:
+        log.warning("checkpoint: resuming from the previous good step %s", step)
+    step = _broadcast_from_primary(-1 if step is None else step)
+    self._mngr.reload()   # Orbax must forget the quarantined steps
+    return None if step < 0 else step
+
+  def _quarantine(self, step: int, problem: str) -> pathlib.Path:
+    qdir = self.workdir / QUARANTINE
+    qdir.mkdir(parents=True, exist_ok=True)
+    dest = qdir / f"{step}.{time.strftime('%Y%m%dT%H%M%S')}"
+    os.replace(self.directory / str(step), dest)
+    (qdir / f"{dest.name}.reason.txt").write_text(problem + "\n")
+    return dest
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+    """(state, data_state) of `step`, with state placed as `abstract_state` says (resume order 5-6).
+
+    abstract_state: the TrainState of `jax.ShapeDtypeStruct`s with the *target* shardings, e.g.
+    `jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), jax.eval_shape(init), shardings)`.
+    """
+    step_dir = self.directory / str(step)
+    _check_tree_matches(step_dir, "state", abstract_state)
+    restored = _orbax_restore(lambda: self._mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=FilesRestore())), step_dir)
+    name = f"process_{jax.process_index()}.json"
+    if name not in restored.data:
+      raise UserError(f"{step_dir / 'data'} has no data-iterator state for JAX process "
+                      f"{jax.process_index()} (saved with {len(restored.data)} processes); resume with the same "
+                      "number of processes")
+    return restored.state, _decode_data_state(restored.data[name])
+
+  def restore_config(self, step: int) -> dict:
+    """The training config saved with `step`, as a dict."""
+    return json.loads((self.directory / str(step) / "config" / "metadata").read_text())
+
+
+def _orbax_restore(fn, step_dir: pathlib.Path):
+  try:
+    return fn()
+  except (ValueError, FileNotFoundError, KeyError, OSError) as e:
+    raise UserError(f"cannot restore checkpoint {step_dir}: {type(e).__name__}: {str(e).splitlines()[0][:300]}; "
+                    "the checkpoint does not match the model/config or is damaged") from e
+
+
+def _path_str(path) -> str:
+  # Orbax metadata turns namedtuples and dataclasses into dicts: compare by key names only.
+  parts = []
+  for k in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return "/" + "/".join(parts)
+
+
+def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any):
+  """UserError naming the first leaf whose path, shape or dtype differs from the checkpoint."""
+  try:
+    saved = ocp.StandardCheckpointHandler().metadata(step_dir / item).tree
+  except (FileNotFoundError, ValueError, OSError) as e:
+    raise UserError(f"{step_dir / item}: cannot read the array metadata ({e}); the checkpoint is damaged") from e
+  want = {_path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  have = {_path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+  if missing or extra:
+    raise UserError(f"{step_dir / item} does not match the model: missing {missing[:3]}, unexpected {extra[:3]}; "
+                    "was it written with a different model config?")
+  for key, w in want.items():
+    h = have[key]
+    if jax.dtypes.issubdtype(w.dtype, jax.dtypes.prng_key):   # stored as its raw key data
+      w = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(w.shape, w.dtype))
+    if tuple(w.shape) != tuple(h.shape) or np.dtype(w.dtype) != np.dtype(h.dtype):
+      raise UserError(f"{step_dir / item}: {key} is {h.dtype}{list(h.shape)} in the checkpoint but "
+                      f"the model expects {w.dtype}{list(w.shape)}; use the config it was trained with")
+
+
+# --- preemption ---
+
+
+class PreemptionWatcher:
+  """SIGTERM (and SIGINT if asked) -> a flag; the loop polls `requested(step)`, saves, exits 0.
+
+  Multi-process runs use JAX's preemption sync point so all processes stop at the same step.
+  """
+
+  def __init__(self, signals=(signal.SIGTERM,)):
+    self._flag = threading.Event()
+    self._previous = {}
+    for sig in signals:
+      self._previous[sig] = signal.signal(sig, self._on_signal)
+
+  def _on_signal(self, signum, frame):
+    del frame
+    log.warning("received signal %d: will checkpoint and stop after the current step", signum)
+    self._flag.set()
+
+  def requested(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      return bool(multihost_utils.reached_preemption_sync_point(step)) or self._flag.is_set()
+    return self._flag.is_set()
+
+  def close(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+
+# --- params-only checkpoints and loading for inference ---
+
+
+def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: Any = None) -> pathlib.Path:
+  """Writes a params-only checkpoint (imports from HF, exports) with a manifest; returns its path."""
+  out_dir = pathlib.Path(out_dir).absolute()
+  if out_dir.exists() and any(out_dir.iterdir()):
+    raise UserError(f"{out_dir} exists and is not empty; choose a new --out directory")
+  handler = ocp.CompositeCheckpointHandler(**{k: v for k, v in _item_handlers("params").items() if k != "data"})
+  with ocp.Checkpointer(handler) as ckptr:
+    ckptr.save(out_dir, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        config=ocp.args.JsonSave(_config_to_dict(config)),
+        model=ocp.args.JsonSave(_model_to_dict(cfg)),
+        tokenizer=FilesSave(_tokenizer_files(tokenizer_dir))), force=True)
+  if jax.process_index() == 0:
+    write_manifest(out_dir)
+  return out_dir
+
+
+def _resolve_step_dir(path: pathlib.Path) -> pathlib.Path:
+  """A training workdir, its checkpoints/ directory, or one step's directory -> a verified step dir."""
+  if (path / STEP_METADATA).is_file() or (path / MANIFEST).is_file():
+    problem = check_step(path)
+    if problem:
+      raise UserError(f"checkpoint {path} is damaged: {problem}")
+    return path
+  ckpt_dir = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
+  steps = list_steps(ckpt_dir)
+  if not steps:
+    raise UserError(f"no checkpoint found at {path}: expected a training workdir (with {CHECKPOINTS}/), "
+                    "one step's directory, or a Hugging Face directory (config.json + *.safetensors)")
+  step, bad = find_latest_good_step(ckpt_dir)
+  for s, problem in sorted(bad.items(), reverse=True):
+    log.warning("checkpoint: skipping step %d: %s", s, problem)
+  if step is None:
+    raise UserError(f"no good checkpoint in {ckpt_dir}: steps {steps} all fail verification "
+                    f"(newest: {bad[steps[-1]]})")
+  return ckpt_dir / str(step)
+
+
+def _is_hf_dir(path: pathlib.Path) -> bool:
+  return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def model_config_from_dict(d: dict):
+  """Rebuilds the model's LCBMConfig (nested frozen dataclasses) from `dataclasses.asdict` output."""
+  from lcbm_jax.model import lcbm as lcbm_model
+  return _dataclass_from_dict(lcbm_model.LCBMConfig, d)
+
+
+def _dataclass_from_dict(cls, d: dict):
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for f in dataclasses.fields(cls):
+    if f.name not in d:
+      continue
+    value, hint = d[f.name], hints.get(f.name)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+      value = _dataclass_from_dict(hint, value)
+    elif isinstance(value, list):
+      value = tuple(value)
+    kwargs[f.name] = value
+  return cls(**kwargs)
+
+
+def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
+  """(cfg, params, tokenizer) from a training workdir (latest good step), one step's directory, a
+  params-only checkpoint, or an exported Hugging Face directory.
+
+  Params land on `mesh` with the model's parameter shardings when given, else on the default device.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise UserError(f"checkpoint path {path} does not exist")
+  if _is_hf_dir(path):
+    from lcbm_jax.export import hf
+    return hf.load_hf(path, mesh=mesh)
+  step_dir = _resolve_step_dir(path)
+  model_dict = json.loads((step_dir / "model" / "metadata").read_text())
+  if not model_dict:
+    raise UserError(f"{step_dir / 'model' / 'metadata'} holds no model config (the run saved without model_cfg)")
+  cfg = model_config_from_dict(model_dict)
+  item = "params" if (step_dir / "params").is_dir() else "state"
+  saved = ocp.StandardCheckpointHandler().metadata(step_dir / item).tree
+  saved_params = saved if item == "params" else saved["params"]
+  if mesh is not None:
+    from lcbm_jax import sharding as sharding_lib
+    shardings = sharding_lib.param_shardings(cfg, mesh)
+  else:
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda _: device, saved_params)
+  abstract = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), saved_params, shardings)
+  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+  if item == "params":
+    target, args = abstract, restore_args
+  else:
+    target, args = {"params": abstract}, {"params": restore_args}
+  with ocp.PyTreeCheckpointer() as ckptr:
+    restored = _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=args, partial_restore=item != "params")), step_dir)
+  params = restored if item == "params" else restored["params"]
+  tokenizer = None
+  if (step_dir / "tokenizer" / "tokenizer.model").is_file():
+    from data_pipeline.tokenizer import Tokenizer
+    tokenizer = Tokenizer.load(step_dir / "tokenizer")
+  return cfg, params, tokenizer
