@@ -1,0 +1,131 @@
+"""Attention shared by the CLIP tower and the Llama decoder, plus the pieces around it.
+
+One `Attention` module covers both: CLIP (biased q/k/v/o, no RoPE, every patch sees every patch)
+and Llama (no bias, RoPE, grouped-query heads, causal masks from segment ids, optional KV cache).
+Masks are never guessed here: callers pass a boolean `mask_BTS` built from the data's segment ids
+(`segment_mask`). Softmax runs in float32 whatever the compute dtype.
+
+Shape suffixes: B batch, T query length, S key length (cache slots), H query heads, K key/value
+heads, G = H // K query heads per kv head, d head dim, D model width.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax.ad_checkpoint import checkpoint_name
+
+# Large negative instead of -inf: a row with nothing to attend (padding) gets a harmless uniform
+# softmax rather than NaNs that would leak into gradients.
+_MASKED = -1e30
+
+
+def dense_init(names: tuple[str | None, ...], stddev: float = 0.02):
+  return nn.with_logical_partitioning(nn.initializers.normal(stddev), names)
+
+
+def zeros_init(names: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
+
+
+def ones_init(names: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
+
+
+def remat_policy(name: str):
+  """The jax.checkpoint policy a config string names ("none" means no remat at all)."""
+  if name == "full":
+    return jax.checkpoint_policies.nothing_saveable
+  if name == "dots":
+    return jax.checkpoint_policies.dots_saveable
+  if name == "save_attn_out":
+    return jax.checkpoint_policies.save_only_these_names("attn_out")
+  raise ValueError(f"no checkpoint policy for remat_policy {name!r}")
+
+
+def segment_mask(q_segment_BT, k_segment_BS, q_slot_BT, k_slot_S):
+  """Causal attention inside one packed sample: same nonzero segment id and key slot <= query slot."""
+  same_BTS = q_segment_BT[:, :, None] == k_segment_BS[:, None, :]
+  real_BT1 = (q_segment_BT != 0)[:, :, None]
+  causal_BTS = k_slot_S[None, None, :] <= q_slot_BT[:, :, None]
+  return same_BTS & real_BT1 & causal_BTS
+
+
+def rotate_half(x):
+  """HF Llama convention: the two halves of the head dim form the (real, imaginary) pairs."""
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  return jnp.concatenate([-x2, x1], axis=-1)
+
+
+def apply_rope(x_BTHd, positions_BT, theta: float):
+  d = x_BTHd.shape[-1]
+  inv_freq_h = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  freqs_BTh = positions_BT.astype(jnp.float32)[..., None] * inv_freq_h
+  emb_BTd = jnp.concatenate([freqs_BTh, freqs_BTh], axis=-1)
+  cos_BT1d = jnp.cos(emb_BTd)[:, :, None, :].astype(x_BTHd.dtype)
+  sin_BT1d = jnp.sin(emb_BTd)[:, :, None, :].astype(x_BTHd.dtype)
+  return x_BTHd * cos_BT1d + rotate_half(x_BTHd) * sin_BT1d
+
+
+def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
+  """Grouped-query attention; query head h reads kv head h // G (HF `repeat_kv` order)."""
+  b, t, h, d = q_BTHd.shape
+  kv = k_BSKd.shape[2]
+  q_BTKGd = q_BTHd.reshape(b, t, kv, h // kv, d)
+  scores_BKGTS = jnp.einsum("btkgd,bskd->bkgts", q_BTKGd, k_BSKd,
+                            preferred_element_type=jnp.float32) * (d ** -0.5)
+  if mask_BTS is not None:
+    scores_BKGTS = jnp.where(mask_BTS[:, None, None, :, :], scores_BKGTS, _MASKED)
+  probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKd.dtype)
+  out_BTKGd = jnp.einsum("bkgts,bskd->btkgd", probs_BKGTS, v_BSKd)
+  return out_BTKGd.reshape(b, t, h, d)
+
+
+class Attention(nn.Module):
+  """Multi-head attention with projections named q, k, v, o (kernels [D,H,d] / [H,d,D])."""
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  use_bias: bool
+  rope_theta: float | None = None   # None = no rotary embedding (CLIP)
+  kv_axis: str = "kv_heads"         # logical name of the key/value head axis
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  def _proj(self, name, heads, head_axis):
+    return nn.DenseGeneral(
+        features=(heads, self.head_dim), axis=-1, use_bias=self.use_bias, dtype=self.dtype,
+        param_dtype=self.param_dtype, name=name,
+        kernel_init=dense_init(("embed", head_axis, "head_dim")),
+        bias_init=zeros_init((head_axis, "head_dim")))
+
+  @nn.compact
+  def __call__(self, x_BTD, mask_BTS=None, positions_BT=None, cache=None, cache_index=None):
+    """Returns (out_BTD, new_cache). `cache` = (k_BSKd, v_BSKd) slots; the T new keys go to
+    slots [cache_index, cache_index + T) and the queries attend over all S slots under mask_BTS."""
+    d_model = x_BTD.shape[-1]
+    q_BTHd = self._proj("q", self.num_heads, "heads")(x_BTD)
+    k_BTKd = self._proj("k", self.num_kv_heads, self.kv_axis)(x_BTD)
+    v_BTKd = self._proj("v", self.num_kv_heads, self.kv_axis)(x_BTD)
+    if self.rope_theta is not None:
+      q_BTHd = apply_rope(q_BTHd, positions_BT, self.rope_theta)
+      k_BTKd = apply_rope(k_BTKd, positions_BT, self.rope_theta)
+    q_BTHd = checkpoint_name(q_BTHd, "query")
+    k_BTKd = checkpoint_name(k_BTKd, "key")
+    v_BTKd = checkpoint_name(v_BTKd, "value")
+    if cache is not None:
+      k_cache, v_cache = cache
+      start = (0, cache_index, 0, 0)
+      k_BSKd = jax.lax.dynamic_update_slice(k_cache, k_BTKd.astype(k_cache.dtype), start)
+      v_BSKd = jax.lax.dynamic_update_slice(v_cache, v_BTKd.astype(v_cache.dtype), start)
+      new_cache = (k_BSKd, v_BSKd)
+    else:
+      k_BSKd, v_BSKd, new_cache = k_BTKd, v_BTKd, None
+    out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
+    out_BTHd = checkpoint_name(out_BTHd, "attn_out")
+    out_BTD = nn.DenseGeneral(
+        features=d_model, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
+        param_dtype=self.param_dtype, name="o",
+        kernel_init=dense_init(("heads", "head_dim", "embed")),
+        bias_init=zeros_init(("embed",)))(out_BTHd)
+    return out_BTD, new_cache

@@ -1,0 +1,121 @@
+"""The LLaVA-style composition: CLIP tower -> projector -> image features spliced into Llama.
+
+Full forward (training, scoring):
+
+  params = init_params(cfg, rng)                                  # plain dict, docs/contracts.md §6
+  logits_BLV = LCBM(cfg).apply({"params": params}, input_ids_BL, images_BMHW3, segment_ids_BL, positions_BL)
+
+`input_ids` already hold `num_image_tokens` copies of `image_token_id` per image; the k-th image token
+of a row takes feature k of that row's images flattened to [M * P, D] (`images[b, m]` is the m-th
+image in token order). `images` may be None or have M = 0 for text-only batches. Attention is causal
+inside a segment (`segment_ids` 1, 2, ... per packed sample, 0 = padding that attends nothing) and
+RoPE reads `positions`; both come from the data, nothing is inferred here.
+
+KV-cache decoding (used by `lcbm_jax.inference`):
+
+  cache = init_cache(cfg, batch, max_length)                      # {"k", "v": [L,B,S,K,d], "segment_ids": [B,S]}
+  logits, cache = LCBM(cfg).apply({"params": params}, ids_BT, images, seg_BT, pos_BT,
+                                  cache=cache, cache_index=i)     # writes slots [i, i + T)
+
+A call with a cache writes the T new tokens' keys/values and segment ids into slots
+[cache_index, cache_index + T) and lets each new token attend to every earlier slot of its own
+segment. Prefill is such a call at cache_index 0 with the whole (left-padded) prompt and its images;
+each decode step is a call with T = 1 and images None. Image features must arrive in one call (the
+token-to-feature count restarts at every call).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lcbm_jax.model import attention
+from lcbm_jax.model.llm import LLM
+from lcbm_jax.model.presets import LCBMConfig
+from lcbm_jax.model.projector import Projector
+from lcbm_jax.model.vision import VisionTower
+
+
+def dtype_of(name: str) -> jnp.dtype:
+  return jnp.dtype(name)
+
+
+class LCBM(nn.Module):
+  cfg: LCBMConfig
+
+  def setup(self):
+    c = self.cfg
+    dt, pdt = dtype_of(c.compute_dtype), dtype_of(c.param_dtype)
+    self.vision = VisionTower(c.vision, c.vision_feature_index, c.remat_policy, not c.scan, dt, pdt)
+    self.projector = Projector(c.projector, c.text.hidden_size, dt, pdt)
+    self.llm = LLM(c.text, c.remat_policy, not c.scan, dt, pdt)
+
+  def image_features(self, images_BMHW3):
+    """float[B, M, H, W, 3] -> float[B, M * P, D] in the LLM's embedding space."""
+    b, m = images_BMHW3.shape[:2]
+    feats_NPV = self.vision(images_BMHW3.reshape((b * m,) + images_BMHW3.shape[2:]))
+    feats_NPD = self.projector(feats_NPV)
+    return feats_NPD.reshape(b, m * feats_NPD.shape[1], feats_NPD.shape[2])
+
+  def embed(self, input_ids_BT, images_BMHW3):
+    x_BTD = self.llm.embed(input_ids_BT)
+    if images_BMHW3 is None or images_BMHW3.shape[1] == 0:
+      return x_BTD
+    feats_BND = self.image_features(images_BMHW3).astype(x_BTD.dtype)
+    is_image_BT = input_ids_BT == self.cfg.image_token_id
+    # k-th image token of a row -> feature k; static shapes via cumsum + gather.
+    index_BT = jnp.clip(jnp.cumsum(is_image_BT, axis=1) - 1, 0, feats_BND.shape[1] - 1)
+    gathered_BTD = jnp.take_along_axis(feats_BND, index_BT[:, :, None], axis=1)
+    return jnp.where(is_image_BT[:, :, None], gathered_BTD, x_BTD)
+
+  def __call__(self, input_ids_BT, images_BMHW3, segment_ids_BT, positions_BT, cache=None, cache_index=None):
+    """Returns logits float32[B, T, V]; with a cache, (logits, updated cache)."""
+    x_BTD = self.embed(input_ids_BT, images_BMHW3)
+    t = input_ids_BT.shape[1]
+    if cache is None:
+      slots_T = jnp.arange(t)
+      mask_BTS = attention.segment_mask(segment_ids_BT, segment_ids_BT, slots_T[None, :], slots_T)
+      logits_BTV, _ = self.llm(x_BTD, mask_BTS, positions_BT)
+      return logits_BTV
+    k_segment_BS = jax.lax.dynamic_update_slice(
+        cache["segment_ids"], segment_ids_BT.astype(cache["segment_ids"].dtype), (0, cache_index))
+    s = k_segment_BS.shape[1]
+    q_slot_BT = (cache_index + jnp.arange(t))[None, :]
+    mask_BTS = attention.segment_mask(segment_ids_BT, k_segment_BS, q_slot_BT, jnp.arange(s))
+    logits_BTV, (k, v) = self.llm(x_BTD, mask_BTS, positions_BT, (cache["k"], cache["v"]), cache_index)
+    return logits_BTV, {"k": k, "v": v, "segment_ids": k_segment_BS}
+
+
+def _dummy_inputs(cfg: LCBMConfig):
+  v = cfg.vision
+  images = jnp.zeros((1, 1, v.image_size, v.image_size, 3), jnp.float32)
+  ids = jnp.zeros((1, 4), jnp.int32)
+  return ids, images, jnp.ones((1, 4), jnp.int32), jnp.arange(4, dtype=jnp.int32)[None]
+
+
+def init_boxed(cfg: LCBMConfig, rng):
+  """Params with their logical-axis metadata (nn.LogicallyPartitioned boxes); see sharding.py."""
+  return LCBM(cfg).init(rng, *_dummy_inputs(cfg))["params"]
+
+
+def init_params(cfg: LCBMConfig, rng) -> dict:
+  """A plain nested dict of arrays with exactly the layout of docs/contracts.md §6."""
+  return nn.meta.unbox(jax.jit(init_boxed, static_argnums=0)(cfg, rng))
+
+
+def abstract_params(cfg: LCBMConfig) -> dict:
+  """Shapes and dtypes of init_params (jax.ShapeDtypeStruct leaves) without allocating anything."""
+  return nn.meta.unbox(jax.eval_shape(lambda r: init_boxed(cfg, r), jax.random.key(0)))
+
+
+def param_count(cfg: LCBMConfig) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(abstract_params(cfg)))
+
+
+def init_cache(cfg: LCBMConfig, batch: int, max_length: int) -> dict:
+  """An empty KV cache of `max_length` slots (segment id 0 = empty slot, never attended)."""
+  t = cfg.text
+  shape = (t.num_hidden_layers, batch, max_length, t.num_key_value_heads, t.head_dim)
+  dt = dtype_of(cfg.compute_dtype)
+  return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
+          "segment_ids": jnp.zeros((batch, max_length), jnp.int32)}

@@ -1,0 +1,116 @@
+"""Llama decoder, computed as transformers' `LlamaForCausalLM`.
+
+RMSNorm (in float32, cast back, then scaled), RoPE with configurable theta (HF rotate_half),
+grouped-query attention without biases, SwiGLU MLP (silu), tied or untied output embeddings.
+Layers are one `nn.scan` (parameters stacked on a leading "layers" axis) wrapped in `nn.remat`
+with the policy the config names; `scan=False` unrolls the same scan, so the layout never changes.
+Logits are float32.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lcbm_jax.model import attention
+from lcbm_jax.model.presets import TextConfig
+
+
+class RMSNorm(nn.Module):
+  eps: float
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    scale_D = self.param("scale", attention.ones_init(("embed",)), (x_BTD.shape[-1],), self.param_dtype)
+    x32_BTD = x_BTD.astype(jnp.float32)
+    x32_BTD = x32_BTD * jax.lax.rsqrt(jnp.mean(x32_BTD * x32_BTD, axis=-1, keepdims=True) + self.eps)
+    return scale_D.astype(self.dtype) * x32_BTD.astype(self.dtype)
+
+
+class MLP(nn.Module):
+  cfg: TextConfig
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    dense = lambda feats, names, name: nn.Dense(
+        feats, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+        kernel_init=attention.dense_init(names))
+    gate_BTF = dense(self.cfg.intermediate_size, ("embed", "mlp"), "gate")(x_BTD)
+    up_BTF = dense(self.cfg.intermediate_size, ("embed", "mlp"), "up")(x_BTD)
+    return dense(self.cfg.hidden_size, ("mlp", "embed"), "down")(jax.nn.silu(gate_BTF) * up_BTF)
+
+
+class DecoderBlock(nn.Module):
+  """One Llama layer. Scanned: carry x, per-layer cache slice in, updated cache slice out."""
+  cfg: TextConfig
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_BTD, layer_cache, mask_BTS, positions_BT, cache_index):
+    c = self.cfg
+    h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="input_layernorm")(x_BTD)
+    h_BTD, new_cache = attention.Attention(
+        num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
+        use_bias=False, rope_theta=c.rope_theta, dtype=self.dtype, param_dtype=self.param_dtype,
+        name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index)
+    x_BTD = x_BTD + h_BTD
+    h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="post_attention_layernorm")(x_BTD)
+    x_BTD = x_BTD + MLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
+    return x_BTD, new_cache
+
+
+class LMHead(nn.Module):
+  vocab_size: int
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    kernel_DV = self.param("kernel", attention.dense_init(("embed", "vocab")),
+                           (x_BTD.shape[-1], self.vocab_size), self.param_dtype)
+    return jnp.einsum("btd,dv->btv", x_BTD, kernel_DV.astype(self.dtype), preferred_element_type=jnp.float32)
+
+
+class LLM(nn.Module):
+  """`embed(ids)` then `__call__(x, mask, positions, cache, cache_index) -> (logits float32, cache)`."""
+  cfg: TextConfig
+  remat_policy: str = "none"
+  scan_unrolled: bool = False
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    c = self.cfg
+    self.embed_tokens = nn.Embed(
+        c.vocab_size, c.hidden_size, dtype=self.dtype, param_dtype=self.param_dtype,
+        embedding_init=attention.dense_init(("vocab", "embed")))
+    block = DecoderBlock
+    if self.remat_policy != "none":
+      block = nn.remat(block, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
+    self.layers = nn.scan(
+        block, variable_axes={"params": 0}, split_rngs={"params": True},
+        in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
+        length=c.num_hidden_layers, unroll=c.num_hidden_layers if self.scan_unrolled else 1,
+        metadata_params={nn.PARTITION_NAME: "layers"})(c, self.dtype, self.param_dtype)
+    self.norm = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype)
+    if not c.tie_word_embeddings:
+      self.lm_head = LMHead(c.vocab_size, self.dtype, self.param_dtype)
+
+  def embed(self, input_ids_BT):
+    return self.embed_tokens(input_ids_BT)
+
+  def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None):
+    """cache: (k, v) each [L, B, S, K, d] or None. Returns (logits float32[B, T, V], new cache)."""
+    x_BTD, new_cache = self.layers(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
+    x_BTD = self.norm(x_BTD)
+    if self.cfg.tie_word_embeddings:
+      emb_VD = self.embed_tokens.embedding.astype(self.dtype)
+      logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, emb_VD, preferred_element_type=jnp.float32)
+    else:
+      logits_BTV = self.lm_head(x_BTD)
+    return logits_BTV, new_cache

@@ -1,0 +1,102 @@
+"""CLIP vision tower, computed exactly as transformers' `CLIPVisionModel`.
+
+conv patch embedding (no bias) -> [class token; patches] + learned positions -> pre_layrnorm ->
+pre-LN encoder blocks (biased q/k/v/o, quick_gelu MLP). LLaVA reads the hidden state of one layer
+(`vision_feature_layer`, HF indexing: hidden_states[0] is the pre_layrnorm output) and drops the
+class token. `post_layernorm` is created so checkpoints export to HF unchanged; LLaVA never uses it.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lcbm_jax.model import attention
+from lcbm_jax.model.presets import VisionConfig
+
+
+def quick_gelu(x):
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+def layer_norm(eps, dtype, param_dtype, name):
+  return nn.LayerNorm(epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
+                      scale_init=attention.ones_init(("embed",)), bias_init=attention.zeros_init(("embed",)),
+                      name=name)
+
+
+class VisionMLP(nn.Module):
+  cfg: VisionConfig
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x_BTD):
+    dense = lambda feats, names, name: nn.Dense(
+        feats, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+        kernel_init=attention.dense_init(names), bias_init=attention.zeros_init(names[1:]))
+    h_BTF = quick_gelu(dense(self.cfg.intermediate_size, ("embed", "mlp"), "fc1")(x_BTD))
+    return dense(self.cfg.hidden_size, ("mlp", "embed"), "fc2")(h_BTF)
+
+
+class VisionBlock(nn.Module):
+  """One pre-LN CLIP encoder layer; scanned over layers with carry (x, selected feature)."""
+  cfg: VisionConfig
+  feature_index: int    # hidden_states index LLaVA reads (1..L after layer i)
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, carry, layer_idx):
+    x_BTD, feat_BTD = carry
+    c = self.cfg
+    h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm1")(x_BTD)
+    h_BTD, _ = attention.Attention(
+        num_heads=c.num_attention_heads, num_kv_heads=c.num_attention_heads, head_dim=c.head_dim,
+        use_bias=True, kv_axis="heads", dtype=self.dtype, param_dtype=self.param_dtype, name="attn")(h_BTD)
+    x_BTD = x_BTD + h_BTD
+    h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm2")(x_BTD)
+    x_BTD = x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
+    # hidden_states[i + 1] is the output of layer i.
+    feat_BTD = jnp.where(layer_idx + 1 == self.feature_index, x_BTD, feat_BTD)
+    return (x_BTD, feat_BTD), None
+
+
+class VisionTower(nn.Module):
+  """images float[N, H, W, 3] (CLIP-normalised) -> features float[N, P, Dv] (class token dropped)."""
+  cfg: VisionConfig
+  feature_index: int
+  remat_policy: str = "none"
+  scan_unrolled: bool = False
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images_NHW3):
+    c = self.cfg
+    p = c.patch_size
+    patches_NhwD = nn.Conv(
+        c.hidden_size, (p, p), strides=(p, p), padding="VALID", use_bias=False, dtype=self.dtype,
+        param_dtype=self.param_dtype, name="patch_embed",
+        kernel_init=attention.dense_init((None, None, None, "embed")))(images_NHW3.astype(self.dtype))
+    n = patches_NhwD.shape[0]
+    patches_NPD = patches_NhwD.reshape(n, -1, c.hidden_size)
+    cls_D = self.param("class_embedding", attention.dense_init(("embed",)), (c.hidden_size,), self.param_dtype)
+    pos_TD = self.param("position_embedding", attention.dense_init((None, "embed")),
+                        (c.num_patches + 1, c.hidden_size), self.param_dtype)
+    cls_N1D = jnp.broadcast_to(cls_D.astype(self.dtype), (n, 1, c.hidden_size))
+    x_NTD = jnp.concatenate([cls_N1D, patches_NPD], axis=1) + pos_TD.astype(self.dtype)
+    x_NTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "pre_layernorm")(x_NTD)
+    # Created for export only; its output is unused (XLA drops the computation).
+    layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "post_layernorm")(x_NTD[:, :1])
+
+    block = VisionBlock
+    if self.remat_policy != "none":
+      block = nn.remat(block, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
+    layers = nn.scan(
+        block, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=0,
+        length=c.num_hidden_layers, unroll=c.num_hidden_layers if self.scan_unrolled else 1,
+        metadata_params={nn.PARTITION_NAME: "layers"})(
+            c, self.feature_index, self.dtype, self.param_dtype, name="layers")
+    (_, feat_NTD), _ = layers((x_NTD, x_NTD), jnp.arange(c.num_hidden_layers))
+    return feat_NTD[:, 1:]
