@@ -52,7 +52,6 @@ import shutil
 import signal
 import threading
 import time
-import typing
 from typing import Any
 
 import jax
@@ -140,7 +139,7 @@ def _json_default(x):
 def _model_to_dict(model_cfg: Any) -> dict:
   if model_cfg is None:
     return {}
-  return _config_to_dict(dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else model_cfg)
+  return _config_to_dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dataclasses.asdict(model_cfg))
 
 
 def _tokenizer_files(tokenizer_dir) -> dict[str, bytes]:
@@ -302,6 +301,7 @@ class CheckpointManager:
     self._mngr = self._make_orbax()
     self._thread: threading.Thread | None = None
     self._thread_error: BaseException | None = None
+    self._last_saved: int | None = None
 
   def _make_orbax(self) -> ocp.CheckpointManager:
     # Retention is ours (applied after verification), so Orbax keeps every step it writes.
@@ -322,6 +322,8 @@ class CheckpointManager:
     """
     self._join_manifest_thread()
     step = int(step)
+    if step == self._last_saved:   # e.g. a periodic save and a preemption save at the same step
+      return
     if step in list_steps(self.directory):
       raise UserError(f"checkpoint step {step} already exists in {self.directory}; "
                       "resume with latest_good_step() instead of re-running from scratch into the same workdir")
@@ -333,6 +335,7 @@ class CheckpointManager:
         model=ocp.args.JsonSave(_model_to_dict(model_cfg)),
         tokenizer=FilesSave(_tokenizer_files(tokenizer_dir)))
     self._mngr.save(step, args=args, force=True)
+    self._last_saved = step
     self._thread = threading.Thread(target=self._finish_save, args=(step,), name=f"lcbm-manifest-{step}",
                                     daemon=False)
     self._thread.start()
@@ -450,15 +453,19 @@ def _path_str(path) -> str:
   return "/" + "/".join(parts)
 
 
-def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any):
-  """UserError naming the first leaf whose path, shape or dtype differs from the checkpoint."""
+def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partial: bool = False):
+  """UserError naming the first leaf whose path, shape or dtype differs from the checkpoint.
+
+  partial: `abstract` may be a subtree (extra leaves in the checkpoint are fine).
+  """
   try:
     saved = ocp.StandardCheckpointHandler().metadata(step_dir / item).tree
   except (FileNotFoundError, ValueError, OSError) as e:
     raise UserError(f"{step_dir / item}: cannot read the array metadata ({e}); the checkpoint is damaged") from e
   want = {_path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
   have = {_path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(saved)[0]}
-  missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+  missing = sorted(set(want) - set(have))
+  extra = [] if partial else sorted(set(have) - set(want))
   if missing or extra:
     raise UserError(f"{step_dir / item} does not match the model: missing {missing[:3]}, unexpected {extra[:3]}; "
                     "was it written with a different model config?")
@@ -544,69 +551,49 @@ def _resolve_step_dir(path: pathlib.Path) -> pathlib.Path:
   return ckpt_dir / str(step)
 
 
-def _is_hf_dir(path: pathlib.Path) -> bool:
-  return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
-def model_config_from_dict(d: dict):
-  """Rebuilds the model's LCBMConfig (nested frozen dataclasses) from `dataclasses.asdict` output."""
-  from lcbm_jax.model import lcbm as lcbm_model
-  return _dataclass_from_dict(lcbm_model.LCBMConfig, d)
-
-
-def _dataclass_from_dict(cls, d: dict):
-  hints = typing.get_type_hints(cls)
-  kwargs = {}
-  for f in dataclasses.fields(cls):
-    if f.name not in d:
-      continue
-    value, hint = d[f.name], hints.get(f.name)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-      value = _dataclass_from_dict(hint, value)
-    elif isinstance(value, list):
-      value = tuple(value)
-    kwargs[f.name] = value
-  return cls(**kwargs)
+def _param_shardings(cfg, params_shape, mesh):
+  if mesh is not None:
+    from lcbm_jax import sharding as sharding_lib
+    return sharding_lib.param_shardings(cfg, mesh)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda _: device, params_shape)
 
 
 def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
   """(cfg, params, tokenizer) from a training workdir (latest good step), one step's directory, a
-  params-only checkpoint, or an exported Hugging Face directory.
+  params-only checkpoint, or an exported Hugging Face LLaVA directory (via `export.hf`).
 
   Params land on `mesh` with the model's parameter shardings when given, else on the default device.
+  tokenizer is a `data_pipeline.tokenizer.Tokenizer`, or None when the checkpoint has none.
   """
+  from data_pipeline.tokenizer import Tokenizer
+  from lcbm_jax.export import hf
+  from lcbm_jax.model import lcbm, presets
   path = pathlib.Path(path)
   if not path.exists():
     raise UserError(f"checkpoint path {path} does not exist")
-  if _is_hf_dir(path):
-    from lcbm_jax.export import hf
-    return hf.load_hf(path, mesh=mesh)
+  if hf.is_hf_dir(str(path)):
+    cfg, np_params, tokenizer_file = hf.load_llava(str(path))
+    params = jax.device_put(np_params, _param_shardings(cfg, np_params, mesh))
+    return cfg, params, Tokenizer.load(tokenizer_file) if tokenizer_file else None
   step_dir = _resolve_step_dir(path)
-  model_dict = json.loads((step_dir / "model" / "metadata").read_text())
+  model_file = step_dir / "model" / "metadata"
+  model_dict = json.loads(model_file.read_text())
   if not model_dict:
-    raise UserError(f"{step_dir / 'model' / 'metadata'} holds no model config (the run saved without model_cfg)")
-  cfg = model_config_from_dict(model_dict)
+    raise UserError(f"{model_file} holds no model config (the run saved without model_cfg)")
+  cfg = presets.LCBMConfig.from_dict(model_dict)
   item = "params" if (step_dir / "params").is_dir() else "state"
-  saved = ocp.StandardCheckpointHandler().metadata(step_dir / item).tree
-  saved_params = saved if item == "params" else saved["params"]
-  if mesh is not None:
-    from lcbm_jax import sharding as sharding_lib
-    shardings = sharding_lib.param_shardings(cfg, mesh)
-  else:
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    shardings = jax.tree.map(lambda _: device, saved_params)
-  abstract = jax.tree.map(lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s), saved_params, shardings)
-  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
-  if item == "params":
-    target, args = abstract, restore_args
-  else:
-    target, args = {"params": abstract}, {"params": restore_args}
+  expected = lcbm.abstract_params(cfg)
+  shardings = _param_shardings(cfg, expected, mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), expected, shardings)
+  # Params-only checkpoints hold the params tree itself; training steps hold it under TrainState.params.
+  target = abstract if item == "params" else {"params": abstract}
+  _check_tree_matches(step_dir, item, target, partial=item == "state")
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   with ocp.PyTreeCheckpointer() as ckptr:
     restored = _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=args, partial_restore=item != "params")), step_dir)
+        item=target, restore_args=restore_args, partial_restore=item != "params")), step_dir)
   params = restored if item == "params" else restored["params"]
-  tokenizer = None
-  if (step_dir / "tokenizer" / "tokenizer.model").is_file():
-    from data_pipeline.tokenizer import Tokenizer
-    tokenizer = Tokenizer.load(step_dir / "tokenizer")
+  tokenizer_dir = step_dir / "tokenizer"
+  tokenizer = Tokenizer.load(tokenizer_dir) if (tokenizer_dir / "tokenizer.model").is_file() else None
   return cfg, params, tokenizer
