@@ -291,7 +291,7 @@ class CheckpointManager:
       raise UserError(f"keep_last must be >= 1 (got {keep_last}): the newest good step is needed to resume")
     if keep_every is not None and keep_every < 1:
       raise UserError(f"keep_every must be a positive number of steps or None (got {keep_every})")
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = pathlib.Path(workdir).absolute()   # Orbax requires absolute paths
     self.directory = self.workdir / CHECKPOINTS
     self.keep_last = keep_last
     self.keep_every = keep_every
