@@ -1,0 +1,188 @@
+"""Inference on token ids: batched generation with a KV cache, and log-likelihood scoring.
+
+Inputs are token ids whose `<image>` placeholders are ALREADY expanded to `cfg.num_image_tokens`
+copies of `cfg.image_token_id` (the CLI tokenizes), and CLIP-normalised images float[B, M, H, W, 3]
+whose slot m is the m-th image of row b in token order (or None for text only).
+
+  new_ids = generate(cfg, params, prompts, images, max_new_tokens=32, eos_id=tok.eos_id,
+                     temperature=0.0, top_p=1.0, rng=None)       # list (one per row) of list[int]
+  scores = score(cfg, params, prompt_ids, continuation_ids, images)
+  scores.total      # float64[B]: sum of log p(continuation | prompt, images)
+  scores.per_token  # list of float64[len(continuation_b)]
+
+generate: prompts of different lengths are left-padded (padding has segment id 0, so it is never
+attended; positions count from each prompt's first real token). One jitted call runs the prefill
+and a `lax.while_loop` of decode steps over a cache of fixed size (padded prompt length +
+max_new_tokens), so nothing is compiled per token. temperature 0 is greedy; otherwise logits are
+divided by the temperature and sampling keeps the smallest set of tokens whose probability reaches
+top_p. A row stops at its first `eos_id` (not included in the returned ids); the loop ends when
+every row stopped or after max_new_tokens.
+
+score: one full forward over prompt + continuation per row (zero-shot classification scores each
+label as a continuation and takes the best).
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcbm_jax.errors import UserError
+from lcbm_jax.model import lcbm
+from lcbm_jax.model.presets import LCBMConfig
+
+_BUCKET = 16   # padded lengths are multiples of this, so nearby lengths share one compilation
+
+
+class Scores(NamedTuple):
+  total: np.ndarray              # float64[B]
+  per_token: list[np.ndarray]    # per row, float64[len(continuation)]
+
+
+def _round_up(n: int) -> int:
+  return max(_BUCKET, -(-n // _BUCKET) * _BUCKET)
+
+
+def _check_rows(cfg: LCBMConfig, rows: Sequence[Sequence[int]], images, what: str) -> list[list[int]]:
+  rows = [[int(t) for t in r] for r in rows]
+  if not rows:
+    raise UserError(f"{what}: no rows given")
+  v = cfg.text.vocab_size
+  for i, r in enumerate(rows):
+    if not r:
+      raise UserError(f"{what}: row {i} is empty; a prompt needs at least one token (e.g. BOS)")
+    bad = [t for t in r if not 0 <= t < v]
+    if bad:
+      raise UserError(f"{what}: row {i} holds token ids {bad[:3]} outside the vocabulary [0, {v})")
+  slots = 0 if images is None else images.shape[1]
+  if images is not None:
+    want = (len(rows), slots, cfg.vision.image_size, cfg.vision.image_size, 3)
+    if images.ndim != 5 or images.shape[0] != len(rows) or images.shape[2:] != want[2:]:
+      raise UserError(f"{what}: images have shape {tuple(images.shape)}, expected [B, M, H, W, 3] = "
+                      f"[{len(rows)}, M, {want[2]}, {want[3]}, 3]")
+  for i, r in enumerate(rows):
+    n = sum(t == cfg.image_token_id for t in r)
+    if n % cfg.num_image_tokens or n > slots * cfg.num_image_tokens:
+      raise UserError(f"{what}: row {i} has {n} image tokens; it needs num_image_tokens="
+                      f"{cfg.num_image_tokens} per image and at most one image per slot "
+                      f"({slots} image slot(s) given); expand each <image> once and pass its image")
+  return rows
+
+
+def _images(images):
+  return None if images is None else jnp.asarray(images, jnp.float32)
+
+
+def _sample(logits_BV, rng, temperature, top_p):
+  greedy_B = jnp.argmax(logits_BV, axis=-1)
+  scaled_BV = logits_BV / jnp.maximum(temperature, 1e-6)
+  # Top-p: keep the most likely tokens until their mass reaches top_p (the first always stays).
+  sorted_BV = jnp.sort(scaled_BV, axis=-1)[:, ::-1]
+  probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
+  mass_before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV
+  keep_BV = mass_before_BV < top_p
+  cutoff_B1 = jnp.min(jnp.where(keep_BV, sorted_BV, jnp.inf), axis=-1, keepdims=True)
+  scaled_BV = jnp.where(scaled_BV >= cutoff_B1, scaled_BV, -jnp.inf)
+  sampled_B = jax.random.categorical(rng, scaled_BV, axis=-1)
+  return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32)
+
+
+@functools.lru_cache(maxsize=16)
+def _generate_fn(cfg: LCBMConfig, max_new_tokens: int):
+  model = lcbm.LCBM(cfg)
+
+  def run(params, ids_BP, seg_BP, pos_BP, images, eos_id, temperature, top_p, rng):
+    b, p = ids_BP.shape
+    cache = lcbm.init_cache(cfg, b, p + max_new_tokens)
+    logits_BPV, cache = model.apply({"params": params}, ids_BP, images, seg_BP, pos_BP,
+                                    cache=cache, cache_index=0)
+    rng, sub = jax.random.split(rng)
+    tok_B = _sample(logits_BPV[:, -1], sub, temperature, top_p)
+    out_BN = jnp.full((b, max_new_tokens), -1, jnp.int32)
+    state = (0, tok_B, pos_BP[:, -1] + 1, jnp.zeros((b,), bool), out_BN, cache, rng)
+
+    def cond(s):
+      i, _, _, done_B, *_ = s
+      return (i < max_new_tokens) & ~jnp.all(done_B)
+
+    def body(s):
+      i, tok_B, pos_B, done_B, out_BN, cache, rng = s
+      out_BN = out_BN.at[:, i].set(jnp.where(done_B, -1, tok_B))
+      done_B = done_B | (tok_B == eos_id)
+      logits_B1V, cache = model.apply({"params": params}, tok_B[:, None], None, jnp.ones((b, 1), jnp.int32),
+                                      pos_B[:, None], cache=cache, cache_index=p + i)
+      rng, sub = jax.random.split(rng)
+      tok_B = _sample(logits_B1V[:, 0], sub, temperature, top_p)
+      return i + 1, tok_B, pos_B + 1, done_B, out_BN, cache, rng
+
+    return jax.lax.while_loop(cond, body, state)[4]
+
+  return jax.jit(run)
+
+
+def generate(cfg: LCBMConfig, params, prompts: Sequence[Sequence[int]], images=None, *, max_new_tokens: int,
+             eos_id: int | None, temperature: float = 0.0, top_p: float = 1.0, rng=None) -> list[list[int]]:
+  """New token ids per row (EOS excluded). prompts: token-id rows; images: float[B, M, H, W, 3] or None."""
+  rows = _check_rows(cfg, prompts, images, "generate")
+  if max_new_tokens < 1:
+    raise UserError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if temperature < 0 or not 0 < top_p <= 1:
+    raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+  if temperature > 0 and rng is None:
+    raise UserError("sampling with temperature > 0 needs an rng (e.g. jax.random.key(seed))")
+  p = _round_up(max(len(r) for r in rows))
+  ids = np.zeros((len(rows), p), np.int32)
+  seg = np.zeros((len(rows), p), np.int32)
+  pos = np.zeros((len(rows), p), np.int32)
+  for i, r in enumerate(rows):
+    ids[i, p - len(r):] = r
+    seg[i, p - len(r):] = 1
+    pos[i, p - len(r):] = np.arange(len(r))
+  out = _generate_fn(cfg, int(max_new_tokens))(
+      params, ids, seg, pos, _images(images), jnp.int32(-1 if eos_id is None else eos_id),
+      jnp.float32(temperature), jnp.float32(top_p), jax.random.key(0) if rng is None else rng)
+  result = []
+  for row in np.asarray(out):
+    new = []
+    for t in row:
+      if t < 0 or (eos_id is not None and t == eos_id):
+        break
+      new.append(int(t))
+    result.append(new)
+  return result
+
+
+@functools.lru_cache(maxsize=16)
+def _forward_fn(cfg: LCBMConfig):
+  model = lcbm.LCBM(cfg)
+
+  def run(params, ids_BL, images, seg_BL, pos_BL):
+    logits_BLV = model.apply({"params": params}, ids_BL, images, seg_BL, pos_BL)
+    logp_BLV = jax.nn.log_softmax(logits_BLV[:, :-1], axis=-1)
+    return jnp.take_along_axis(logp_BLV, ids_BL[:, 1:, None], axis=-1)[..., 0]
+
+  return jax.jit(run)
+
+
+def score(cfg: LCBMConfig, params, prompt_ids: Sequence[Sequence[int]],
+          continuation_ids: Sequence[Sequence[int]], images=None) -> Scores:
+  """log p(continuation | prompt, images) per row, in total and per continuation token."""
+  prompts = _check_rows(cfg, prompt_ids, images, "score")
+  conts = [[int(t) for t in c] for c in continuation_ids]
+  if len(conts) != len(prompts):
+    raise UserError(f"score: {len(prompts)} prompts but {len(conts)} continuations")
+  rows = _check_rows(cfg, [p + c for p, c in zip(prompts, conts)], images, "score")
+  length = _round_up(max(len(r) for r in rows))
+  ids = np.zeros((len(rows), length), np.int32)
+  seg = np.zeros((len(rows), length), np.int32)
+  for i, r in enumerate(rows):
+    ids[i, :len(r)] = r
+    seg[i, :len(r)] = 1
+  pos = np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape)
+  logp = np.asarray(_forward_fn(cfg)(params, ids, _images(images), seg, pos), np.float64)
+  # logp[:, j] is log p(ids[:, j + 1]); continuation token k sits at len(prompt) + k.
+  per_token = [logp[i, len(p) - 1:len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompts, conts))]
+  return Scores(np.array([x.sum() for x in per_token]), per_token)
