@@ -425,9 +425,17 @@ def _tokenizer_json(proto) -> dict[str, Any]:
              "byte_fallback": bool(ts.byte_fallback)}
   else:
     raise UserError(f"SentencePiece model type {ts.model_type} cannot be exported; use bpe or unigram")
+  post = None
+  if ts.bos_id >= 0:   # add_special_tokens=True prepends <s>, as LLaVA's Llama tokenizer does
+    bos = pieces[ts.bos_id][0]
+    special = {"SpecialToken": {"id": bos, "type_id": 0}}
+    post = {"type": "TemplateProcessing",
+            "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [special, {"Sequence": {"id": "A", "type_id": 0}}, special, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [ts.bos_id], "tokens": [bos]}}}
   return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
           "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": None,
-          "post_processor": None, "decoder": {"type": "Sequence", "decoders": decoders}, "model": model}
+          "post_processor": post, "decoder": {"type": "Sequence", "decoders": decoders}, "model": model}
 
 
 def _write_tokenizer(out_dir: str, model_bytes: bytes, image_token: str) -> dict[str, int]:
