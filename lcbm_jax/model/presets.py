@@ -177,6 +177,8 @@ class LCBMConfig:
 _CLIP_L14_336 = VisionConfig(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
                              num_hidden_layers=24, num_attention_heads=16, layer_norm_eps=1e-5)
 
+# Small presets put the image token at 4, where data_pipeline/tokenizer.py places "<image>"
+# (after unk 0, bos 1, eos 2, pad 3).
 _PRESETS: dict[str, LCBMConfig] = {
     # Unit tests: every dimension small, GQA on, shapes that still split over 2-8 devices.
     "tiny": LCBMConfig(
@@ -185,7 +187,7 @@ _PRESETS: dict[str, LCBMConfig] = {
         projector=ProjectorConfig(),
         text=TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512),
-        image_token_id=3, max_images=4),
+        image_token_id=4, max_images=4),
     # The CPU demo run: learns something within minutes on 2 cores.
     "demo": LCBMConfig(
         vision=VisionConfig(image_size=64, patch_size=16, hidden_size=128, intermediate_size=512,
@@ -193,7 +195,7 @@ _PRESETS: dict[str, LCBMConfig] = {
         projector=ProjectorConfig(),
         text=TextConfig(vocab_size=4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048),
-        image_token_id=3, max_images=8),
+        image_token_id=4, max_images=8),
     # Throughput benchmarks (ViT-S/16-like tower, ~50M-parameter decoder).
     "bench": LCBMConfig(
         vision=VisionConfig(image_size=224, patch_size=16, hidden_size=384, intermediate_size=1536,
@@ -201,7 +203,7 @@ _PRESETS: dict[str, LCBMConfig] = {
         projector=ProjectorConfig(),
         text=TextConfig(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096),
-        image_token_id=3, max_images=8),
+        image_token_id=4, max_images=8),
     # Same shapes as llava-hf/llava-1.5-7b-hf (CLIP ViT-L/14-336 + Vicuna-7B v1.5).
     "llava-1.5-7b": LCBMConfig(
         vision=_CLIP_L14_336,
