@@ -22,6 +22,7 @@ from PIL import Image
 
 # Reason code -> what it means. Reports and docs/readme/data.md list these.
 REASONS: dict[str, str] = {
+    "unreadable_file": "the whole file cannot be opened or parsed in its format (e.g. not parquet)",
     "malformed_json": "the line is not valid JSON (or not a JSON object)",
     "invalid_utf8": "bytes that are not valid UTF-8 (or lone surrogates in a string)",
     "wrong_type": "a field has the wrong type (e.g. a string where a number belongs)",

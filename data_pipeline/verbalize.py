@@ -165,11 +165,12 @@ def _visuals(record: ContentBehaviorRecord, max_images: int) -> list[tuple[Media
   (evenly spaced scenes when there are more than max_images), else one per still image."""
   media = record.content.media
   videos = [m for m in media if m.kind == "video"]
-  if videos and record.content.scenes:
+  if videos and record.content.scenes and not any(m.kind == "image" for m in media):
     n = len(record.content.scenes)
     keep = _evenly_spaced(n, max_images)
     return [(videos[0], i, i) for i in keep]
-  return [(m, 0, -1) for m in media if m.kind == "image"][:max_images]
+  # Posts and tweets: every item as a still (a video without scenes shows its first frame).
+  return [(m, 0, -1) for m in media][:max_images]
 
 
 def _evenly_spaced(n: int, k: int) -> list[int]:

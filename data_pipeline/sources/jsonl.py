@@ -1,0 +1,133 @@
+"""Generic JSONL reader: one `ContentBehaviorRecord.to_dict()` object per line (schema in docs/readme/data.md).
+
+Also home of `json_lines`, the line reader every JSONL source shares: it reads bytes, so invalid
+UTF-8 and malformed JSON become reasons instead of exceptions.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterator
+
+from data_pipeline import records as rec
+from data_pipeline import sources
+
+SOURCE = "jsonl"
+
+
+def json_lines(path: str, source: str) -> Iterator[tuple[str, dict[str, Any] | rec.Quarantined]]:
+  """(location, row dict | Quarantined) per non-blank line of `path`."""
+  name = os.path.basename(path)
+  with open(path, "rb") as f:
+    for lineno, raw in enumerate(f, 1):
+      location = f"{path}:{lineno}"
+      if not raw.strip():
+        continue
+      fallback_id = f"{name}:{lineno}"
+      try:
+        text = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        yield location, rec.Quarantined(fallback_id, source, "invalid_utf8", str(e)[:200], location)
+        continue
+      try:
+        row = json.loads(text)
+      except (json.JSONDecodeError, RecursionError) as e:
+        yield location, rec.Quarantined(fallback_id, source, "malformed_json", str(e)[:200], location)
+        continue
+      if not isinstance(row, dict):
+        yield location, rec.Quarantined(fallback_id, source, "malformed_json",
+                                        f"a JSON {type(row).__name__}, not an object", location)
+        continue
+      yield location, row
+
+
+def row_id(row: dict[str, Any], *keys: str, fallback: str) -> str:
+  """The first present id field as text (numbers allowed), else `fallback` (file:line)."""
+  for k in keys:
+    v = row.get(k)
+    if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v):
+      return str(v)
+  return fallback
+
+
+def media_refs(value: Any, field: str = "media") -> tuple[rec.MediaRef, ...]:
+  """A media list: paths, or {"path", "kind"} objects; a bare string is one path.
+  A `.gif` path defaults to kind "video" (one keyframe per scene)."""
+  if value is None:
+    return ()
+  items = [value] if isinstance(value, (str, dict)) else value
+  if not isinstance(items, list):
+    raise rec.RecordError("wrong_type", f"{field} is {type(value).__name__}, expected a list")
+  out = []
+  for i, m in enumerate(items):
+    if isinstance(m, str):
+      path, kind = m, ("video" if m.lower().endswith(".gif") else "image")
+    elif isinstance(m, dict):
+      path = rec.as_text(m.get("path"), f"{field}[{i}].path", required=True)
+      kind = rec.as_text(m.get("kind"), f"{field}[{i}].kind") or "image"
+    else:
+      raise rec.RecordError("wrong_type", f"{field}[{i}] is {type(m).__name__}, expected a path")
+    rec.as_text(path, f"{field}[{i}]")
+    if not path:
+      raise rec.RecordError("missing_field", f"{field}[{i}] is an empty path")
+    out.append(rec.MediaRef(path=path, kind=kind))
+  return tuple(out)
+
+
+def _obj(value: Any, field: str) -> dict[str, Any]:
+  if value is None:
+    return {}
+  if not isinstance(value, dict):
+    raise rec.RecordError("wrong_type", f"{field} is {type(value).__name__}, expected an object")
+  return value
+
+
+def _number(value: Any, field: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise rec.RecordError("wrong_type", f"{field}={value!r:.40} is not a number")
+  return float(value)
+
+
+def record_from_row(row: dict[str, Any], fallback_id: str) -> rec.ContentBehaviorRecord:
+  """Generic schema row -> record; raises RecordError on a bad field."""
+  rid = rec.as_text(row.get("record_id"), "record_id", required=True)
+  c = _obj(row.get("content"), "content")
+  scenes = []
+  for i, s in enumerate(c.get("scenes") or []):
+    s = _obj(s, f"content.scenes[{i}]")
+    scenes.append(rec.Scene(asr=rec.as_text(s.get("asr"), "asr"), ocr=rec.as_text(s.get("ocr"), "ocr"),
+                            captions=rec.as_text_list(s.get("captions"), "captions"),
+                            start=_number(s.get("start", 0.0), "start"), end=_number(s.get("end", 0.0), "end")))
+  content = rec.Content(
+      title=rec.as_text(c.get("title"), "title"), description=rec.as_text(c.get("description"), "description"),
+      text=rec.as_text(c.get("text"), "text"), media=media_refs(c.get("media"), "content.media"),
+      scenes=tuple(scenes), keywords=rec.as_text_list(c.get("keywords"), "keywords"),
+      subreddit=rec.as_text(c.get("subreddit"), "subreddit"))
+  w = _obj(row.get("communicator"), "communicator")
+  followers = rec.as_count(w.get("followers"), "followers")
+  who = rec.Communicator(account=rec.as_text(w.get("account"), "account"), brand=rec.as_text(w.get("brand"), "brand"),
+                         followers=None if followers is None else int(followers))
+  b = _obj(row.get("behavior"), "behavior")
+  replay = b.get("replay")
+  if replay is not None:
+    if not isinstance(replay, list):
+      raise rec.RecordError("wrong_type", "behavior.replay is not a list")
+    replay = tuple(_number(v, f"replay[{i}]") for i, v in enumerate(replay))
+  behavior = rec.Behavior(likes=rec.as_count(b.get("likes"), "likes"), views=rec.as_count(b.get("views"), "views"),
+                          upvotes=rec.as_count(b.get("upvotes"), "upvotes"),
+                          comments=rec.as_text_list(b.get("comments"), "comments"), replay=replay)
+  return rec.ContentBehaviorRecord(record_id=rid, source=rec.as_text(row.get("source"), "source") or SOURCE,
+                                   content=content, communicator=who, time=rec.as_date(row.get("time"), "time"),
+                                   behavior=behavior)
+
+
+def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
+  """Records from a generic JSONL file (or every *.jsonl in a folder)."""
+  for file in sources.files_in(path, (".jsonl",)):
+    root = sources.default_media_root(file, media_root)
+    for location, row in json_lines(file, SOURCE):
+      if isinstance(row, rec.Quarantined):
+        yield row
+        continue
+      rid = row_id(row, "record_id", fallback=location.rsplit("/", 1)[-1])
+      yield sources.convert(lambda: record_from_row(row, rid), rid, SOURCE, location, root)
