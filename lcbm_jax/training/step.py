@@ -78,7 +78,7 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, trainab
 
     updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jnp.where(finite, new, old)
     nonfinite_in_row = jnp.where(finite, 0, state.nonfinite_in_row + 1)
@@ -95,8 +95,8 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, trainab
         "target_tokens": sums["tokens"],
         "tokens": (batch["segment_ids"] > 0).sum(),
         "grad_norm": grad_norm,
-        "update_norm": optax.global_norm(updates),
-        "param_norm": optax.global_norm(new_state.params),
+        "update_norm": optax.tree.norm(updates),
+        "param_norm": optax.tree.norm(new_state.params),
         "lr": schedule(state.step),
         "finite": finite,
         "nonfinite_in_row": nonfinite_in_row,
