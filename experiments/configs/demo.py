@@ -1,0 +1,46 @@
+"""The CPU main job: the `demo` preset learns replay values and like levels in minutes on 2 cores.
+
+Run (after `lcbm data generate --out runs/demo/corpus` and `lcbm data build ... --out runs/demo/data`,
+which `experiments/main_job.py` does for you):
+
+  lcbm train --config experiments/configs/demo.py --workdir runs/demo/train --config.data.dir=runs/demo/data
+
+`demo.py:small` is the seconds-long variant the tests run (tiny preset, a handful of steps).
+"""
+from lcbm_jax.errors import UserError
+from lcbm_jax.training.config import base_config
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.seed = 0
+  c.model.preset = "demo"
+  c.data.dir = "runs/demo/data"
+  c.data.tasks = ("behavior_simulation", "likes_high_low")
+  c.data.weights = (1.0, 1.0)
+  c.data.seq_len = 512
+  c.data.batch_size = 8
+  c.mesh.data = -1
+  c.num_steps = 600
+  c.optim.lr = 2e-3
+  c.optim.warmup_steps = 30
+  c.optim.end_lr_ratio = 0.05
+  c.optim.weight_decay = 0.05
+  c.checkpoint.every_steps = 200
+  c.eval.every_steps = 200
+  c.eval.batches = 4
+  c.log.every_steps = 10
+  if arg == "small":
+    c.model.preset = "tiny"
+    c.data.seq_len = 256
+    c.data.batch_size = 8
+    c.num_steps = 30
+    c.optim.lr = 3e-3
+    c.optim.warmup_steps = 3
+    c.checkpoint.every_steps = 15
+    c.eval.every_steps = 15
+    c.eval.batches = 2
+    c.log.every_steps = 5
+  elif arg is not None:
+    raise UserError(f"demo.py takes no arg or 'small', got {arg!r}")
+  return c
