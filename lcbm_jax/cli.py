@@ -56,6 +56,11 @@ def _model_parsers(sub):
   p = sub.add_parser("train", help="train from a Python config")
   p.add_argument("--config", required=True, help="experiments/configs/NAME.py[:ARG]")
   p.add_argument("--workdir", required=True, help="checkpoints, metrics and plots go here")
+  # Multi-host: these (or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID) join the
+  # processes with jax.distributed.initialize(); TPU pods need none of them.
+  p.add_argument("--coordinator-address", default=None, help="host:port of process 0")
+  p.add_argument("--num-processes", type=int, default=None)
+  p.add_argument("--process-id", type=int, default=None)
   p.set_defaults(command="train")
 
   p = sub.add_parser("eval", help="evaluate a checkpoint on behavior/content tasks")
