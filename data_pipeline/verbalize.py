@@ -76,6 +76,12 @@ class LikeLevels:
         likes.setdefault(r.communicator.account, []).append(r.behavior.likes)
     return cls({a: tuple(float(p) for p in np.percentile(v, LIKE_PERCENTILES)) for a, v in likes.items()})
 
+  def extend(self, records: Iterable[ContentBehaviorRecord]) -> LikeLevels:
+    """Adds accounts that are not known yet, fitted on `records` (the brand-split test set has
+    accounts absent from training: their levels come from their own likes)."""
+    new = LikeLevels.fit(r for r in records if r.communicator.account not in self.thresholds)
+    return LikeLevels({**new.thresholds, **self.thresholds})
+
   def level(self, record: ContentBehaviorRecord) -> str | None:
     """"low" | "medium" | "high", or None for an unknown account or no likes."""
     t = self.thresholds.get(record.communicator.account)

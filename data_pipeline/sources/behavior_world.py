@@ -400,11 +400,13 @@ def _write_bytes(path: str, data: bytes) -> None:
     f.write(data)
 
 
-def generate(out: str, seed: int = 0, size: str = "small", progress: bool = True) -> dict[str, Any]:
-  """Writes the corpus under `out`; returns the manifest. Same seed and size -> same bytes."""
+def generate(out: str, seed: int = 0, size: str = "small", progress: bool = True,
+             counts: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
+  """Writes the corpus under `out`; returns the manifest. Same seed and size -> same bytes.
+  `counts` overrides the records per (source, split) of `size` (tests use a few records)."""
   if size not in SIZES:
     raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
-  counts = SIZES[size]
+  counts = {**SIZES[size], **(counts or {})}
   for sub in ("cbc/media", "blift/media", "tweets/media"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
   root = np.random.SeedSequence([seed, 20240917])
@@ -465,7 +467,7 @@ def generate(out: str, seed: int = 0, size: str = "small", progress: bool = True
     files.append({"source": "tweets", "split": split, "path": f"tweets/{split}.jsonl", "count": len(rows)})
 
   _write_jsonl(latent_rows, os.path.join(out, "latent.jsonl"))
-  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "size": size, "image_size": IMAGE_SIZE,
+  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "size": size if counts == SIZES[size] else "custom", "image_size": IMAGE_SIZE,
               "files": files, "latent": "latent.jsonl", "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
   with open(os.path.join(out, "manifest.json"), "w") as f:
