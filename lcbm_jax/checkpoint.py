@@ -569,7 +569,7 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
   from data_pipeline.tokenizer import Tokenizer
   from lcbm_jax.export import hf
   from lcbm_jax.model import lcbm, presets
-  path = pathlib.Path(path)
+  path = pathlib.Path(path).absolute()   # Orbax requires absolute paths
   if not path.exists():
     raise UserError(f"checkpoint path {path} does not exist")
   if hf.is_hf_dir(str(path)):

@@ -263,3 +263,13 @@ def test_preemption_watcher_turns_sigterm_into_a_flag():
   finally:
     watcher.close()
   assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_save_params_numpy_relative_paths(tmp_path, train_state, monkeypatch):
+  """How `lcbm import-hf` calls it: host numpy params, a relative --out, a tokenizer file path."""
+  monkeypatch.chdir(tmp_path)
+  np_params = jax.device_get(train_state.params)
+  ck.save_params("imported", CFG, np_params, None)
+  cfg, params, tok = ck.load_for_inference("imported")
+  assert cfg == CFG and tok is None and _bitwise_equal(params, np_params)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(params))
