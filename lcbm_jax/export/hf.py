@@ -508,13 +508,29 @@ def load_llava(hf_dir: str) -> tuple[presets.LCBMConfig, dict, str | None]:
   return cfg, params_from_hf(cfg, tensors), _tokenizer_file(hf_dir)
 
 
-def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0, image_token_id: int | None = None,
-                    ) -> tuple[presets.LCBMConfig, dict, str | None]:
+def _grow_vocab(params: dict, vocab: int) -> dict:
+  """Appends embedding (and lm_head) rows up to `vocab`, each the mean of the existing rows (as LLaVA
+  does when it adds `<image>` and `<pad>` to Llama's vocabulary)."""
+  llm = params["llm"]
+  emb = llm["embed_tokens"]["embedding"]
+  rows = np.broadcast_to(emb.astype(np.float32).mean(0, keepdims=True), (vocab - emb.shape[0], emb.shape[1]))
+  llm["embed_tokens"]["embedding"] = np.concatenate([emb, rows.astype(emb.dtype)])
+  if "lm_head" in llm:
+    head = llm["lm_head"]["kernel"]
+    cols = np.broadcast_to(head.astype(np.float32).mean(1, keepdims=True), (head.shape[0], vocab - head.shape[1]))
+    llm["lm_head"]["kernel"] = np.concatenate([head, cols.astype(head.dtype)], axis=1)
+  return params
+
+
+def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0) -> tuple[presets.LCBMConfig, dict, str | None]:
   """A CLIP vision directory + a Llama directory -> LLaVA params with a freshly initialised projector.
 
-  The image token is the last id of the vocabulary unless given (LLaVA-1.5 appends `<image>`).
+  The image token is the tokenizer's `<image>` (appended to a LLaMA vocabulary by
+  `data_pipeline.tokenizer.Tokenizer`); the embeddings grow to hold it, rounded up to a multiple of
+  64 as in LLaVA-1.5. Without a tokenizer.model in `llm_dir` the last id stands for the image.
   """
   import jax
+  from data_pipeline.tokenizer import Tokenizer
   from lcbm_jax.model import lcbm
   for d in (vision_dir, llm_dir):
     if not os.path.isdir(d):
@@ -522,19 +538,24 @@ def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0, image_token
   vjson = _read_json(os.path.join(vision_dir, "config.json"))
   if vjson.get("model_type") == "clip":
     vjson = vjson.get("vision_config") or {}
-  ljson = _read_json(os.path.join(llm_dir, "config.json"))
   tensors = _canonical(_read_tensors(vision_dir), _CLIP_ALIASES, _CLIP_UNUSED)
   tensors.update(_canonical(_read_tensors(llm_dir), _LLAMA_ALIASES))
-  text = _text_from_hf(ljson)
+  text = _text_from_hf(_read_json(os.path.join(llm_dir, "config.json")))
   dtype = _weights_dtype(tensors)
-  cfg = presets.LCBMConfig(
-      vision=_vision_from_hf(vjson), projector=presets.ProjectorConfig(), text=text,
-      image_token_id=text.vocab_size - 1 if image_token_id is None else image_token_id,
-      param_dtype=dtype, compute_dtype=dtype)
+  cfg = presets.LCBMConfig(vision=_vision_from_hf(vjson), projector=presets.ProjectorConfig(), text=text,
+                           image_token_id=text.vocab_size - 1, param_dtype=dtype, compute_dtype=dtype)
   params = params_from_hf(cfg, tensors, allow_missing=("projector/",))
+  tokenizer_file = _tokenizer_file(llm_dir)
+  if tokenizer_file is not None:
+    tok = Tokenizer.load(tokenizer_file)
+    if tok.vocab_size > text.vocab_size:
+      vocab = -(-tok.vocab_size // 64) * 64
+      params = _grow_vocab(params, vocab)
+      text = dataclasses.replace(text, vocab_size=vocab)
+    cfg = dataclasses.replace(cfg, text=text, image_token_id=tok.image_id)
   fresh = lcbm.init_params(cfg, jax.random.key(seed))
   params["projector"] = jax.tree.map(lambda x: np.asarray(x).astype(_DTYPES[dtype]), fresh["projector"])
-  return cfg, params, _tokenizer_file(llm_dir)
+  return cfg, params, tokenizer_file
 
 
 def save_llava(out_dir: str, cfg: presets.LCBMConfig, params: dict, tokenizer=None,
