@@ -57,6 +57,10 @@ class Tokenizer:
     if min(self.bos_id, self.eos_id) < 0:
       raise UserError("tokenizer model has no <s> or </s> piece; use a LLaMA-style SentencePiece model")
 
+  def __reduce__(self):
+    # Grain workers receive the tokenizer by pickle; the (already extended) proto rebuilds it exactly.
+    return (Tokenizer, (self._proto_bytes,))
+
   # -- construction ------------------------------------------------------------------------
 
   @classmethod

@@ -1,0 +1,225 @@
+"""`lcbm data build` and `lcbm data inspect`: corpora -> TFDS ArrayRecord, and a look at what was built.
+
+  lcbm data generate --out /tmp/bw                                   # the embedded corpus (H3)
+  lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
+  lcbm data inspect /tmp/built --seq-len 512
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+
+from data_pipeline import pipeline, sources, verbalize
+from data_pipeline.tfds_builders import builder as builder_lib
+from data_pipeline.tokenizer import Tokenizer
+from lcbm_jax.errors import UserError
+
+_INSPECT_VOCAB = 2000
+
+
+def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | None = None) -> list[dict[str, Any]]:
+  """Builds `input_path` into `out_dir`; returns one quarantine report per built dataset.
+
+  `source="behavior_world"` builds every sub-corpus a generated directory lists (cbc, blift, tweets).
+  """
+  if not os.path.exists(input_path):
+    raise UserError(f"--input {input_path} does not exist")
+  if source == "behavior_world":
+    from data_pipeline.sources import behavior_world
+    by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for entry in behavior_world.load_manifest(input_path)["files"]:
+      file = os.path.join(input_path, entry["path"])
+      root = media_root or os.path.dirname(file)
+      by_source[entry["source"]][entry["split"]] = builder_lib.SplitInput(
+          lambda s=entry["source"], f=file, r=root: sources.read(s, f, r), root)
+    plan = [(builder_lib.builder_class(s), splits, f"{input_path} ({s})") for s, splits in by_source.items()]
+  else:
+    cls = builder_lib.builder_class(source)
+    plan = [(cls, builder_lib.input_splits(cls, input_path, media_root), input_path)]
+  reports = []
+  for cls, splits, desc in plan:
+    builder, report = builder_lib.build(cls, splits, out_dir, desc)
+    report["path"] = builder.data_dir
+    reports.append(report)
+  return reports
+
+
+def cli_build(args) -> int:
+  reports = build_corpus(args.source, args.input, args.out, args.media_root)
+  for report in reports:
+    print(f"\n== {report['dataset']}  ({report['path']})")
+    for split, c in report["splits"].items():
+      print(f"  {split:12s} {c['records']:7d} records  {c['quarantined']:5d} quarantined")
+    print(_indent(builder_lib.format_quarantine_table(report["reasons"])))
+    print(f"  report: {os.path.join(report['path'], builder_lib.QUARANTINE_FILE)}")
+  return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+def cli_inspect(args) -> int:
+  data_dir = args.dir
+  if os.path.exists(os.path.join(data_dir, "manifest.json")) and not _has_built(data_dir):
+    # A generated corpus, not yet built: build it into a temporary directory first.
+    tmp = tempfile.mkdtemp(prefix="lcbm-inspect-")
+    print(f"{data_dir} is a generated corpus; building it into {tmp} first", file=sys.stderr)
+    build_corpus("behavior_world", data_dir, tmp)
+    data_dir = tmp
+  print(inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
+                     num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
+  return 0
+
+
+def _has_built(d: str) -> bool:
+  try:
+    builder_lib.find_datasets(d)
+  except UserError:
+    return False
+  return True
+
+
+def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 512, num_image_tokens: int = 16,
+                 max_images: int = 4, png: str | None = None) -> str:
+  """The inspect report as text (counts, samples per task, token lengths, quarantine, packing)."""
+  out: list[str] = []
+  datasets = builder_lib.find_datasets(data_dir)
+  reports, split_counts = [], collections.defaultdict(dict)
+  for d in datasets:
+    with open(os.path.join(d, "dataset_info.json")) as f:
+      info = json.load(f)
+    for s in info.get("splits", []):
+      split_counts[info["name"]][s["name"]] = sum(int(n) for n in s.get("shardLengths", []))
+    q_path = os.path.join(d, builder_lib.QUARANTINE_FILE)
+    if os.path.exists(q_path):
+      with open(q_path) as f:
+        reports.append(json.load(f))
+
+  out.append(f"== records per split and source ({data_dir})")
+  splits = sorted({s for c in split_counts.values() for s in c})
+  out.append(_table([["source", *splits, "quarantined"]] + [
+      [name, *[str(c.get(s, "-")) for s in splits],
+       str(sum(len(r["items"]) for r in reports if r["dataset"] == name))]
+      for name, c in sorted(split_counts.items())]))
+
+  split = "train" if "train" in splits else splits[0]
+  corpus = pipeline.Corpus(data_dir, split)
+  tok = Tokenizer.load(tokenizer) if tokenizer else _train_inspect_tokenizer(corpus)
+  out.append(f"\n== one verbalized sample per task ({split} split)")
+  out.extend(_task_samples(corpus, max_images))
+
+  config = pipeline.PipelineConfig(
+      data_dir=data_dir, tokenizer="", split=split, tasks=tuple((t, 1.0) for t in verbalize.TASKS),
+      seq_len=seq_len, batch_size=1, max_images=max_images, num_image_tokens=num_image_tokens)
+  config.validate()
+  lengths, packer, rows, tokens = [], pipeline.Packer(seq_len, max_images, config.max_segments), 0, 0
+  late_quarantine: collections.Counter = collections.Counter()
+  for elem in pipeline.text_only_epoch(config, corpus, tok, 0, 0):
+    if elem["quarantine"]:
+      late_quarantine[elem["quarantine"]] += 1
+      continue
+    lengths.append(len(elem["tokens"]))
+    tokens += len(elem["tokens"])
+    rows += packer.add(elem) is not None
+  rows += packer.flush() is not None
+  out.append(f"\n== token lengths ({split}, all tasks, {num_image_tokens} ids per image, "
+             f"tokenizer {'given' if tokenizer else 'trained on this corpus'})")
+  out.append(_histogram(lengths))
+  if png:
+    _histogram_png(lengths, png)
+    out.append(f"histogram PNG: {png}")
+
+  out.append("\n== quarantine (build time, all splits)")
+  merged: dict[str, dict[str, Any]] = {}
+  for r in reports:
+    for reason, entry in r["reasons"].items():
+      m = merged.setdefault(reason, {"count": 0, "examples": []})
+      m["count"] += entry["count"]
+      m["examples"].extend(entry["examples"])
+  out.append(builder_lib.format_quarantine_table(merged))
+  if late_quarantine:
+    out.append(f"at pipeline time ({split}, seq_len {seq_len}): " +
+               ", ".join(f"{k}={v}" for k, v in sorted(late_quarantine.items())))
+
+  n = len(lengths)
+  out.append(f"\n== packing (seq_len {seq_len}, {split})")
+  if n:
+    out.append(f"packed: {n} samples -> {rows} rows, efficiency {tokens / (rows * seq_len):.1%} "
+               f"(real tokens / slots), {n / rows:.2f} samples per row")
+    out.append(f"padded (one sample per row): efficiency {tokens / (n * seq_len):.1%}")
+  return "\n".join(out)
+
+
+def _train_inspect_tokenizer(corpus: pipeline.Corpus) -> Tokenizer:
+  texts = []
+  rng = np.random.default_rng(0)
+  for i in range(min(len(corpus), 2000)):
+    record = corpus[i]
+    for task in verbalize.TASKS:
+      if verbalize.applies(record, task, corpus.context):
+        texts.append(verbalize.verbalize(record, task, rng=rng, max_images=4, context=corpus.context).text)
+        break
+  return Tokenizer.train(texts, _INSPECT_VOCAB)
+
+
+def _task_samples(corpus: pipeline.Corpus, max_images: int) -> list[str]:
+  out, todo = [], list(verbalize.TASKS)
+  for i in range(len(corpus)):
+    if not todo:
+      break
+    record = corpus[i]
+    for task in list(todo):
+      if verbalize.applies(record, task, corpus.context):
+        v = verbalize.verbalize(record, task, rng=np.random.default_rng(i), max_images=max_images,
+                                context=corpus.context)
+        out.append(f"--- {task} ({v.template_version}; record {record.record_id}, {len(v.media)} images)")
+        out.append(_indent("PROMPT: " + _clip(v.prompt)))
+        out.append(_indent("TARGET: " + _clip(v.target)))
+        todo.remove(task)
+  out.extend(f"--- {task}: no record in this split supports it" for task in todo)
+  return out
+
+
+def _clip(text: str, limit: int = 600) -> str:
+  return text if len(text) <= limit else text[:limit] + f" ... [{len(text) - limit} more chars]"
+
+
+def _histogram(values: Iterable[int], bins: int = 12, width: int = 40) -> str:
+  values = np.asarray(list(values))
+  if not len(values):
+    return "(no samples)"
+  counts, edges = np.histogram(values, bins=bins)
+  lines = [f"n={len(values)} min={values.min()} median={int(np.median(values))} p95={int(np.percentile(values, 95))} "
+           f"max={values.max()}"]
+  for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
+    lines.append(f"{int(lo):6d}-{int(hi):<6d} {'#' * int(round(width * c / counts.max())):<{width}} {c}")
+  return "\n".join(lines)
+
+
+def _histogram_png(values: list[int], path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.hist(values, bins=30)
+  ax.set_xlabel("tokens per sample")
+  ax.set_ylabel("samples")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _table(rows: list[list[str]]) -> str:
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                   for r in rows)
+
+
+def _indent(text: str) -> str:
+  return "\n".join("  " + line for line in text.splitlines())

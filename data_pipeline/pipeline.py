@@ -1,0 +1,644 @@
+"""Grain input pipeline: built ArrayRecord corpora -> packed, process-sharded, resumable batches.
+
+  config = PipelineConfig(data_dir="data/built", tokenizer="data/tok", tasks=(("behavior_simulation", 1.0),))
+  it = make_iterator(config)                    # validates everything before any work starts
+  batch = next(it)                              # dict of numpy arrays, contract §5
+  state = it.get_state(); it.set_state(state)   # JSON-serialisable; exact mid-epoch resume
+  gbatch = make_global(batch, mesh)             # jax.Arrays on the mesh (multi-host safe)
+
+Per sample, in Grain (worker processes when `worker_count > 0`), a list of named transforms:
+`ReadRecord` (epoch shuffle, process shard, record + media bytes) -> `Verbalize` (a task drawn
+from the weighted mixture, deterministic per (seed, epoch, record)) -> `Tokenize` (segments ->
+ids, `<image>` expanded, target flags) -> `DecodeMedia` (Pillow decode of the keyframes
+`Verbalized.frame_indices` names, CLIP resize/crop/normalise). Sample order does not depend on the
+worker count: Grain hands out elements round-robin in index order, so 0 and 2 workers give the
+same batches.
+
+A sample that cannot be used never disappears: it flows on as a quarantine marker carrying its
+reason, and the main process counts it (`quarantine_counts`). A media file that fails to decode in
+a worker keeps its token slots (as padding) so packing, and thus the batch count, never depends on
+decode results.
+
+In the main process, samples are packed next-fit into rows of `seq_len` tokens (at most
+`max_images` images and `max_segments` samples per row; `pack=False` = one sample per row), rows
+are batched, and each epoch ends with a padded partial batch. With several processes, every
+process then adds empty batches up to the largest process's count for that epoch (computed by
+re-running the text-only stages for the other shards), so all processes step together.
+
+Iterator state is `{next_k, epoch, batches_in_epoch, ...}` where `next_k` is the first sample not
+yet in an emitted batch; restoring re-slices the Grain dataset from there (next-fit packing is a
+function of the sample sequence, so the same rows come out).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+from typing import Any, Iterator, Mapping, Sequence
+
+import grain
+import numpy as np
+from PIL import Image
+
+from data_pipeline import records as records_lib
+from data_pipeline import verbalize
+from data_pipeline.tfds_builders import builder as builder_lib
+from data_pipeline.tokenizer import Tokenizer, expand_image_tokens
+from lcbm_jax.errors import UserError
+
+# OpenAI CLIP preprocessing (HF CLIPImageProcessor defaults).
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+_STATE_VERSION = 1
+_INFINITE = 2 ** 62   # sample count of a num_epochs=None stream (Grain ranges are lazy)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Everything that determines the batches. `batch_size` is global (rows over all processes)."""
+  data_dir: str
+  tokenizer: str                                  # tokenizer.model or its directory
+  split: str = "train"
+  tasks: tuple[tuple[str, float], ...] = (("behavior_simulation", 1.0),)
+  seq_len: int = 512
+  batch_size: int = 8
+  image_size: int = 224
+  max_images: int = 4                             # image slots per row (and per sample)
+  num_image_tokens: int = 256                     # ids per <image> (the vision tower's patch count)
+  pack: bool = True
+  max_segments: int = 16                          # samples per packed row (sample_ids width)
+  seed: int = 0
+  num_epochs: int | None = 1                      # None = repeat forever
+  worker_count: int = 0
+  process_index: int = 0
+  process_count: int = 1
+  content_only: bool = False
+
+  @property
+  def local_batch_size(self) -> int:
+    return self.batch_size // self.process_count
+
+  @property
+  def segments_per_row(self) -> int:
+    return self.max_segments if self.pack else 1
+
+  def validate(self) -> None:
+    """Raises UserError naming the bad field; call before any data is read."""
+    if not self.tasks:
+      raise UserError("PipelineConfig.tasks is empty; give at least one (task, weight)")
+    for item in self.tasks:
+      if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise UserError(f"PipelineConfig.tasks entry {item!r} is not a (name, weight) pair")
+      name, weight = item
+      if name not in verbalize.TASKS:
+        raise UserError(f"unknown task {name!r}; known: {', '.join(verbalize.TASKS)}")
+      if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+        raise UserError(f"task {name!r} weight {weight!r} must be a positive number")
+    if len({n for n, _ in self.tasks}) != len(self.tasks):
+      raise UserError("PipelineConfig.tasks names a task twice; merge the weights")
+    for field in ("seq_len", "batch_size", "image_size", "num_image_tokens", "max_segments", "process_count"):
+      if getattr(self, field) < 1:
+        raise UserError(f"PipelineConfig.{field}={getattr(self, field)} must be >= 1")
+    if self.max_images < 0 or self.worker_count < 0:
+      raise UserError("PipelineConfig.max_images and worker_count must be >= 0")
+    if self.num_epochs is not None and self.num_epochs < 1:
+      raise UserError(f"PipelineConfig.num_epochs={self.num_epochs} must be >= 1 (or None = forever)")
+    if not 0 <= self.process_index < self.process_count:
+      raise UserError(f"process_index={self.process_index} not in [0, process_count={self.process_count})")
+    if self.batch_size % self.process_count:
+      raise UserError(f"batch_size={self.batch_size} does not divide by process_count={self.process_count}; "
+                      "use a multiple")
+    if self.max_images * self.num_image_tokens + 8 > self.seq_len:
+      raise UserError(f"seq_len={self.seq_len} cannot hold max_images={self.max_images} x "
+                      f"num_image_tokens={self.num_image_tokens} image ids plus text; raise seq_len or lower them")
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus: every built dataset of one split under data_dir, as one random-access sequence.
+
+class Corpus:
+  """All built corpora under `data_dir` for `split`, concatenated; item i -> record with media bytes.
+
+  Picklable (Grain workers): data sources open lazily in the process that reads.
+  """
+
+  def __init__(self, data_dir: str, split: str):
+    self.data_dir = data_dir
+    self.split = split
+    self.parts: list[tuple[str, str, int]] = []   # (dataset name, version dir, examples)
+    contexts, self.build_quarantine = [], {}
+    for d in builder_lib.find_datasets(data_dir):
+      with open(os.path.join(d, "dataset_info.json")) as f:
+        info = json.load(f)
+      counts = {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in info.get("splits", [])}
+      ctx_path = os.path.join(d, builder_lib.CONTEXT_FILE)
+      if os.path.exists(ctx_path):
+        with open(ctx_path) as f:
+          contexts.append(json.load(f))
+      q_path = os.path.join(d, builder_lib.QUARANTINE_FILE)
+      if os.path.exists(q_path):
+        with open(q_path) as f:
+          for item in json.load(f)["items"]:
+            if item["split"] == split:
+              self.build_quarantine[item["reason"]] = self.build_quarantine.get(item["reason"], 0) + 1
+      if split in counts:
+        self.parts.append((info["name"], d, counts[split]))
+    if not self.parts:
+      raise UserError(f"no built corpus under {data_dir} has split {split!r}")
+    self.context = builder_lib.context_from_json(contexts)
+    self._offsets = np.cumsum([0] + [n for _, _, n in self.parts])
+    self._sources = None
+
+  def __len__(self) -> int:
+    return int(self._offsets[-1])
+
+  def __getstate__(self):
+    return {**self.__dict__, "_sources": None}
+
+  def __getitem__(self, i: int) -> records_lib.ContentBehaviorRecord:
+    if self._sources is None:
+      import tensorflow_datasets as tfds  # here: workers import it only when they read
+      self._sources = [tfds.builder_from_directory(d).as_data_source(split=self.split) for _, d, _ in self.parts]
+    part = int(np.searchsorted(self._offsets, i, side="right")) - 1
+    ex = self._sources[part][int(i - self._offsets[part])]
+    record = records_lib.ContentBehaviorRecord.from_dict(json.loads(ex["record"]))
+    media = tuple(dataclasses.replace(m, data=bytes(b)) for m, b in zip(record.content.media, ex["media"]))
+    return dataclasses.replace(record, content=dataclasses.replace(record.content, media=media))
+
+  def shard_size(self, process_index: int, process_count: int) -> int:
+    return len(range(process_index, len(self), process_count))
+
+
+def sample_id(record_id: str, task: str, epoch: int) -> int:
+  """Stable 63-bit id of (record, task, epoch); identical across processes and runs."""
+  h = hashlib.blake2b(f"{record_id}\x00{task}\x00{epoch}".encode(), digest_size=8).digest()
+  return int.from_bytes(h, "little") & (2 ** 63 - 1)
+
+
+def _marker(elem: dict, reason: str, detail: str, *, slot: bool = False) -> dict:
+  elem.update(quarantine=reason, detail=detail, slot=slot)
+  return elem
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample transforms (run in Grain workers). Each validates its arguments when constructed.
+
+class ReadRecord(grain.transforms.Map):
+  """Sample number k -> (epoch, global record index) via a per-epoch shuffle and process shard."""
+
+  def __init__(self, corpus: Corpus, seed: int, process_index: int, process_count: int):
+    self.corpus, self.seed = corpus, seed
+    self.process_index, self.process_count = process_index, process_count
+    self.epoch_size = corpus.shard_size(process_index, process_count)
+    if self.epoch_size == 0:
+      raise UserError(f"split {corpus.split!r} has {len(corpus)} records: too few for {process_count} processes")
+    self._perm = (-1, None)
+
+  def map(self, k: int) -> dict:
+    epoch, j = divmod(int(k), self.epoch_size)
+    perm_epoch, perm = self._perm   # one permutation per epoch, cached; one tuple, so threads never see half
+    if perm_epoch != epoch:
+      perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.corpus))
+      self._perm = (epoch, perm)
+    index = int(perm[self.process_index + j * self.process_count])
+    record = self.corpus[index]
+    return {"k": int(k), "epoch": epoch, "index": index, "record_id": record.record_id, "record": record,
+            "quarantine": "", "detail": "", "slot": False}
+
+
+class Verbalize(grain.transforms.Map):
+  """Draws a task (weights renormalised over the tasks this record supports) and verbalizes it."""
+
+  def __init__(self, tasks: Sequence[tuple[str, float]], context: verbalize.Context, seed: int, max_images: int,
+               content_only: bool):
+    for name, _ in tasks:
+      if name not in verbalize.TASKS:
+        raise UserError(f"unknown task {name!r}; known: {', '.join(verbalize.TASKS)}")
+    self.names = [n for n, _ in tasks]
+    self.weights = np.array([w for _, w in tasks], np.float64)
+    self.context, self.seed, self.max_images, self.content_only = context, seed, max_images, content_only
+
+  def map(self, elem: dict) -> dict:
+    if elem["quarantine"]:
+      return elem
+    record = elem.pop("record")
+    ok = np.array([verbalize.applies(record, n, self.context) for n in self.names])
+    if not ok.any():
+      return _marker(elem, "no_task", f"{record.source} record fits none of {', '.join(self.names)}")
+    rng = np.random.default_rng([self.seed, elem["epoch"], elem["index"]])
+    p = np.where(ok, self.weights, 0.0)
+    task_id = int(rng.choice(len(self.names), p=p / p.sum()))
+    task = self.names[task_id]
+    try:
+      v = verbalize.verbalize(record, task, rng=rng, max_images=self.max_images, content_only=self.content_only,
+                              context=self.context)
+    except ValueError as e:   # a template that cannot use this record's values
+      return _marker(elem, "verbalize_error", f"{task}: {e}")
+    elem.update(verbalized=v, task_id=task_id, sample_id=sample_id(record.record_id, task, elem["epoch"]))
+    return elem
+
+
+class Tokenize(grain.transforms.Map):
+  """Segments -> [bos] ids [eos] with `<image>` expanded; `flags` marks target-segment tokens."""
+
+  def __init__(self, tokenizer: Tokenizer, num_image_tokens: int, seq_len: int):
+    if num_image_tokens < 1:
+      raise UserError(f"num_image_tokens={num_image_tokens} must be >= 1")
+    self.tokenizer, self.num_image_tokens, self.seq_len = tokenizer, num_image_tokens, seq_len
+
+  def map(self, elem: dict) -> dict:
+    if elem["quarantine"]:
+      return elem
+    tok, v = self.tokenizer, elem["verbalized"]
+    ids, flags = tok.encode_segments([s.text for s in v.segments], [s.is_target for s in v.segments])
+    ids = np.array([tok.bos_id, *ids, tok.eos_id], np.int32)
+    # </s> is learned (the model must learn to stop) when the sample has a target at all.
+    flags = np.array([False, *flags, any(flags)], bool)
+    reps = np.where(ids == tok.image_id, self.num_image_tokens, 1)
+    ids, flags = np.repeat(ids, reps), np.repeat(flags, reps)
+    n_images = len(v.media)
+    if len(ids) > self.seq_len:
+      return _marker(elem, "too_long", f"{len(ids)} tokens > seq_len {self.seq_len}")
+    elem.update(tokens=ids, flags=flags, n_images=n_images)
+    return elem
+
+
+class DecodeMedia(grain.transforms.Map):
+  """Decodes each `<image>`'s media (the named keyframe for videos) -> float32[n, S, S, 3], CLIP-normalised."""
+
+  def __init__(self, image_size: int):
+    if image_size < 1:
+      raise UserError(f"image_size={image_size} must be >= 1")
+    self.image_size = image_size
+
+  def map(self, elem: dict) -> dict:
+    v = elem.pop("verbalized", None)
+    if elem["quarantine"]:
+      return elem
+    try:
+      images = [decode_image(m.data, f, self.image_size) for m, f in zip(v.media, v.frame_indices)]
+    except records_lib.RecordError as e:
+      # Keeps its token slots: packing (and the batch count) must not depend on decode results.
+      return _marker(elem, e.reason, e.detail, slot=True)
+    elem["images"] = (np.stack(images) if images else
+                      np.zeros((0, self.image_size, self.image_size, 3), np.float32))
+    return elem
+
+
+def decode_image(data: bytes | None, frame: int, size: int) -> np.ndarray:
+  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (shortest edge -> size with
+  bicubic, centre crop, /255, (x - mean) / std). RecordError("corrupt_media") if it does not decode."""
+  if not data:
+    raise records_lib.RecordError("corrupt_media", "no media bytes")
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      if frame:
+        img.seek(frame)
+      rgb = img.convert("RGB")
+  except (OSError, ValueError, SyntaxError, EOFError) as e:
+    raise records_lib.RecordError("corrupt_media", f"frame {frame}: {type(e).__name__}: {e}") from None
+  w, h = rgb.size
+  short = min(w, h)
+  nw, nh = (size, max(size, int(size * h / w))) if w == short else (max(size, int(size * w / h)), size)
+  rgb = rgb.resize((nw, nh), Image.BICUBIC)
+  left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+  rgb = rgb.crop((left, top, left + size, top + size))
+  x = np.asarray(rgb, np.float32) * (1.0 / 255.0)
+  return (x - CLIP_MEAN) / CLIP_STD
+
+
+def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer, *,
+                     process_index: int | None = None, decode: bool = True) -> list[grain.transforms.Map]:
+  """The per-sample transform list (`decode=False`: text-only, for counting another shard's rows)."""
+  p = config.process_index if process_index is None else process_index
+  transforms = [
+      ReadRecord(corpus, config.seed, p, config.process_count),
+      Verbalize(config.tasks, corpus.context, config.seed, config.max_images, config.content_only),
+      Tokenize(tokenizer, config.num_image_tokens, config.seq_len),
+  ]
+  if decode:
+    transforms.append(DecodeMedia(config.image_size))
+  return transforms
+
+
+def text_only_epoch(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer, process_index: int,
+                    epoch: int) -> Iterator[dict]:
+  """One process's samples of one epoch through the text-only stages, in the main process."""
+  transforms = build_transforms(config, corpus, tokenizer, process_index=process_index, decode=False)
+  size = corpus.shard_size(process_index, config.process_count)
+  for k in range(epoch * size, (epoch + 1) * size):
+    elem = k
+    for t in transforms:
+      elem = t.map(elem)
+    yield elem
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing and batch assembly (main process).
+
+class Packer:
+  """Next-fit packing: a row closes when the next sample's tokens, images or segment would not fit."""
+
+  def __init__(self, seq_len: int, max_images: int, max_segments: int):
+    self.seq_len, self.max_images, self.max_segments = seq_len, max_images, max_segments
+    self.row: list[dict] = []
+    self._tokens = self._images = 0
+
+  def add(self, elem: dict) -> list[dict] | None:
+    """Adds a sample; returns the row it closed, if any."""
+    n, m = len(elem["tokens"]), elem["n_images"]
+    closed = None
+    if self.row and (self._tokens + n > self.seq_len or self._images + m > self.max_images
+                     or len(self.row) >= self.max_segments):
+      closed = self.flush()
+    self.row.append(elem)
+    self._tokens += n
+    self._images += m
+    return closed
+
+  def flush(self) -> list[dict] | None:
+    row, self.row = self.row, []
+    self._tokens = self._images = 0
+    return row or None
+
+
+def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConfig, pad_id: int) -> dict[str, np.ndarray]:
+  """Rows of samples -> the contract §5 batch (rows beyond len(rows) are padding)."""
+  L, M, S, H = config.seq_len, config.max_images, config.segments_per_row, config.image_size
+  batch = {
+      "input_ids": np.full((num_rows, L), pad_id, np.int32),
+      "images": np.zeros((num_rows, M, H, H, 3), np.float32),
+      "segment_ids": np.zeros((num_rows, L), np.int32),
+      "positions": np.zeros((num_rows, L), np.int32),
+      "targets": np.zeros((num_rows, L), np.int32),
+      "loss_mask": np.zeros((num_rows, L), np.float32),
+      "task_ids": np.full((num_rows, L), -1, np.int32),
+      "sample_ids": np.full((num_rows, S), -1, np.int64),
+  }
+  for r, row in enumerate(rows):
+    off = slot = seg = 0
+    for e in row:
+      n = len(e["tokens"])
+      if not e["quarantine"]:   # decode-quarantined samples stay padding (their slots are reserved)
+        sl = slice(off, off + n)
+        batch["input_ids"][r, sl] = e["tokens"]
+        batch["segment_ids"][r, sl] = seg + 1
+        batch["positions"][r, sl] = np.arange(n)
+        batch["targets"][r, off:off + n - 1] = e["tokens"][1:]
+        batch["loss_mask"][r, off:off + n - 1] = e["flags"][1:]
+        batch["task_ids"][r, sl] = e["task_id"]
+        batch["sample_ids"][r, seg] = e["sample_id"]
+        k = len(e["images"])
+        batch["images"][r, slot:slot + k] = e["images"]
+        slot += k
+        seg += 1
+      off += n
+  return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The iterator.
+
+class DataIterator:
+  """Batches (contract §5) for one process; checkpointable with get_state/set_state."""
+
+  def __init__(self, config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer,
+               transforms: Sequence[grain.transforms.Map]):
+    self.config, self.corpus, self.tokenizer = config, corpus, tokenizer
+    self._transforms = list(transforms)
+    self.epoch_size = corpus.shard_size(config.process_index, config.process_count)
+    self._total = _INFINITE if config.num_epochs is None else self.epoch_size * config.num_epochs
+    self._targets: dict[int, int] = {}
+    self.quarantine_examples: dict[str, list[tuple[str, str]]] = {}
+    self.set_state(None)
+
+  # -- state ------------------------------------------------------------------------------
+
+  def get_state(self) -> dict[str, Any]:
+    """JSON-serialisable position: resuming from it yields exactly the batches that would follow."""
+    return {"version": _STATE_VERSION, "next_k": self._pos, "epoch": self._epoch,
+            "batches_in_epoch": self._batches_in_epoch, "quarantine": dict(self.quarantine_counts),
+            "tokens": self.real_tokens, "slots": self.token_slots, "batches": self.batches}
+
+  def set_state(self, state: Mapping[str, Any] | None) -> None:
+    state = dict(state or {"version": _STATE_VERSION, "next_k": 0, "epoch": 0, "batches_in_epoch": 0})
+    if state.get("version") != _STATE_VERSION:
+      raise UserError(f"data iterator state version {state.get('version')} != {_STATE_VERSION}; "
+                      "it was saved by another lcbm version")
+    self._pos = int(state["next_k"])
+    self._epoch = int(state["epoch"])
+    self._batches_in_epoch = int(state["batches_in_epoch"])
+    self.quarantine_counts: dict[str, int] = dict(state.get("quarantine", {}))
+    self.real_tokens = int(state.get("tokens", 0))
+    self.token_slots = int(state.get("slots", 0))
+    self.batches = int(state.get("batches", 0))
+    self._packer = Packer(self.config.seq_len, self.config.max_images, self.config.segments_per_row)
+    self._closed: list[list[dict]] = []
+    self._pending: dict | None = None
+    self._uncounted: list[dict] = []      # quarantined samples not yet behind an emitted batch
+    self._next_read = self._pos
+    self._it = self._open(self._pos)
+
+  def _open(self, k: int) -> Iterator[dict]:
+    ds = grain.MapDataset.range(k, max(k, self._total))
+    for t in self._transforms:
+      ds = ds.map(t)
+    # Threads inside each reader overlap Pillow decoding (it releases the GIL).
+    ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=16))
+    if self.config.worker_count > 0:
+      _allow_grain_flags()
+      ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.config.worker_count,
+                                                         per_worker_buffer_size=4))
+    return iter(ids)
+
+  # -- iteration --------------------------------------------------------------------------
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rows_per_batch = self.config.local_batch_size
+    while True:
+      if len(self._closed) >= rows_per_batch:
+        return self._emit(self._closed[:rows_per_batch])
+      elem = self._peek()
+      if elem is None or elem["epoch"] != self._epoch:
+        # End of an epoch: pad the partial batch, then add empty batches up to the largest process's count.
+        row = self._packer.flush()
+        if row:
+          self._closed.append(row)
+        if self._closed:
+          return self._emit(self._closed[:])
+        if self._batches_in_epoch < self._epoch_target(self._epoch):
+          return self._emit([])
+        if elem is None:
+          self._count_quarantine(self._total)
+          raise StopIteration
+        self._epoch, self._batches_in_epoch = elem["epoch"], 0
+        continue
+      self._pending = None
+      if elem["quarantine"]:
+        self._uncounted.append(elem)
+        if not elem["slot"]:
+          continue
+      row = self._packer.add(elem)
+      if row:
+        self._closed.append(row)
+
+  def _peek(self) -> dict | None:
+    if self._pending is None and self._next_read < self._total:
+      elem = next(self._it)
+      self._next_read = elem["k"] + 1
+      if "images" in elem:   # own the pixels (a worker hands over shared memory)
+        elem["images"] = np.array(elem["images"])
+      self._pending = elem
+    return self._pending
+
+  def _emit(self, rows: list[list[dict]]) -> dict[str, np.ndarray]:
+    cfg = self.config
+    del self._closed[:len(rows)]
+    batch = assemble(rows, cfg.local_batch_size, cfg, self.tokenizer.pad_id)
+    firsts = [r[0]["k"] for r in self._closed] + [e["k"] for e in self._packer.row[:1]]
+    if self._pending is not None:
+      firsts.append(self._pending["k"])
+    self._pos = min(firsts) if firsts else self._next_read
+    self._count_quarantine(self._pos)
+    self._batches_in_epoch += 1
+    self.batches += 1
+    self.real_tokens += int((batch["segment_ids"] > 0).sum())
+    self.token_slots += batch["segment_ids"].size
+    return batch
+
+  def _count_quarantine(self, pos: int) -> None:
+    keep = []
+    for e in self._uncounted:
+      if e["k"] < pos:
+        self.quarantine_counts[e["quarantine"]] = self.quarantine_counts.get(e["quarantine"], 0) + 1
+        examples = self.quarantine_examples.setdefault(e["quarantine"], [])
+        if len(examples) < 5:
+          examples.append((e["record_id"], e["detail"]))
+      else:
+        keep.append(e)
+    self._uncounted = keep
+
+  def _epoch_target(self, epoch: int) -> int:
+    """Batches every process emits in `epoch`: the most any process's shard packs into."""
+    cfg = self.config
+    if cfg.process_count == 1:
+      return self._batches_in_epoch
+    if epoch not in self._targets:
+      counts = [self._batches_in_epoch] + [self._count_batches(q, epoch) for q in range(cfg.process_count)
+                                           if q != cfg.process_index]
+      self._targets[epoch] = max(counts)
+    return self._targets[epoch]
+
+  def _count_batches(self, process_index: int, epoch: int) -> int:
+    """Batches process `process_index` emits in `epoch`, from its text-only stages (no decoding)."""
+    cfg = self.config
+    packer, rows = Packer(cfg.seq_len, cfg.max_images, cfg.segments_per_row), 0
+    for elem in text_only_epoch(cfg, self.corpus, self.tokenizer, process_index, epoch):
+      if elem["quarantine"] and not elem["slot"]:
+        continue
+      rows += packer.add(elem) is not None
+    rows += packer.flush() is not None
+    return -(-rows // cfg.local_batch_size)
+
+  @property
+  def packing_efficiency(self) -> float:
+    """Real tokens / token slots over the batches emitted so far."""
+    return self.real_tokens / self.token_slots if self.token_slots else 0.0
+
+  def quarantine_totals(self) -> dict[str, int]:
+    """Build-time (this split, all processes) plus read-time (this process) quarantine counts."""
+    out = dict(self.corpus.build_quarantine)
+    for reason, n in self.quarantine_counts.items():
+      out[reason] = out.get(reason, 0) + n
+    return out
+
+
+def _allow_grain_flags() -> None:
+  # Grain's worker processes read absl flags; under argparse/pytest nobody parsed them.
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def make_iterator(config: PipelineConfig, state: Mapping[str, Any] | None = None) -> DataIterator:
+  """Validates `config`, opens the corpus and tokenizer, and returns the batch iterator."""
+  config.validate()
+  tokenizer = Tokenizer.load(config.tokenizer)
+  corpus = Corpus(config.data_dir, config.split)
+  it = DataIterator(config, corpus, tokenizer, build_transforms(config, corpus, tokenizer))
+  if state is not None:
+    it.set_state(state)
+  return it
+
+
+def make_global(batch: Mapping[str, np.ndarray], mesh, sharding=None) -> dict[str, Any]:
+  """Process-local batch -> global jax.Arrays (leading axis over the mesh's batch axes).
+
+  `sample_ids` (int64, bookkeeping only) stays a host numpy array: without jax x64 it cannot be
+  an int64 device array.
+  """
+  import jax
+  if sharding is None:
+    from lcbm_jax.sharding import batch_sharding
+    sharding = batch_sharding(mesh)
+  return {k: (v if k == "sample_ids" else jax.make_array_from_process_local_data(sharding, v))
+          for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: one un-packed sample at a time.
+
+@dataclasses.dataclass(frozen=True)
+class EvalExample:
+  record: records_lib.ContentBehaviorRecord   # media bytes included; `latent` holds no labels here
+  verbalized: verbalize.Verbalized
+  prompt_ids: np.ndarray      # int32[n]: <s> + prompt, <image> expanded (exactly the training prefix)
+  target_ids: np.ndarray      # int32[m]: the target tokens + </s>
+  images: np.ndarray          # float32[k, S, S, 3], k = number of <image> in the prompt
+  answer: Any
+
+
+def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer | str, image_size: int = 224,
+                  max_images: int = 4, num_image_tokens: int = 256, max_examples: int | None = None,
+                  seed: int = 0, content_only: bool = False, **task_options) -> Iterator[EvalExample]:
+  """Records of `split` that support `task`, verbalized deterministically (rng per (seed, record)).
+
+  A record whose media fails to decode is skipped and reported on stderr at the end (counted, not lost).
+  `task_options` go to `verbalize.verbalize` (e.g. kbft `regime="past"`).
+  """
+  if task not in verbalize.TASKS:
+    raise UserError(f"unknown task {task!r}; known: {', '.join(verbalize.TASKS)}")
+  tok = Tokenizer.load(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+  corpus = Corpus(data_dir, split)
+  yielded, bad = 0, {}
+  for i in range(len(corpus)):
+    if max_examples is not None and yielded >= max_examples:
+      break
+    record = corpus[i]
+    if not verbalize.applies(record, task, corpus.context):
+      continue
+    v = verbalize.verbalize(record, task, rng=np.random.default_rng([seed, i]), max_images=max_images,
+                            content_only=content_only, context=corpus.context, **task_options)
+    ids, flags = tok.encode_segments([s.text for s in v.segments], [s.is_target for s in v.segments])
+    n = flags.index(True) if True in flags else len(ids)
+    try:
+      images = [decode_image(m.data, f, image_size) for m, f in zip(v.media, v.frame_indices)]
+    except records_lib.RecordError as e:
+      bad[e.reason] = bad.get(e.reason, 0) + 1
+      continue
+    prompt = np.array(expand_image_tokens([tok.bos_id, *ids[:n]], tok.image_id, num_image_tokens), np.int32)
+    target = np.array([*ids[n:], tok.eos_id], np.int32)
+    yield EvalExample(record=record, verbalized=v, prompt_ids=prompt, target_ids=target,
+                      images=np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32),
+                      answer=v.answer)
+    yielded += 1
+  if bad:
+    print(f"eval_examples: skipped (quarantined at decode) {bad}", file=sys.stderr)
+

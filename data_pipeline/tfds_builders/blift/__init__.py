@@ -1,0 +1,1 @@
+"""TFDS builder for blift corpora; see blift.py."""

@@ -1,0 +1,244 @@
+"""The TFDS builder every corpus shares: validated records -> ArrayRecord shards, no TensorFlow needed.
+
+Each source has its own folder (`cbc/`, `blift/`, `tweets/`, `jsonl/`) with a thin subclass that
+names the reader; this module holds what they share:
+
+- features: the record as JSON text (`ContentBehaviorRecord.to_dict`), and its media as encoded
+  bytes (`Tensor(shape=(), dtype=object)`, one per `content.media` entry, in order). No
+  `tfds.features.Image`: that path needs TensorFlow, and the pipeline decodes with Pillow anyway.
+- `file_format="array_record"`: random access for Grain (`tfds.builder_from_directory(...)
+  .as_data_source(split)`), written and read without TensorFlow.
+- quarantine: every `Quarantined` item the reader yields (and any media that cannot be read now) is
+  collected per split and written as `quarantine.json` next to the shards, with a table printed.
+- `context.json`: the corpus-level inputs templates need (per-account like percentiles, the ASR
+  distractor pool), fitted on the train split only, so evaluation never sees test behavior.
+
+Layout of a built data dir: `OUT/<source>/1.0.0/{*.array_record-*, dataset_info.json,
+quarantine.json, context.json}`; several sources may share one OUT (the pipeline reads them all).
+"""
+from __future__ import annotations
+
+import collections
+import importlib
+import inspect
+import json
+import os
+import re
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from data_pipeline import records as records_lib
+from data_pipeline import verbalize
+from lcbm_jax.errors import UserError
+
+QUARANTINE_FILE = "quarantine.json"
+CONTEXT_FILE = "context.json"
+_EXAMPLES_PER_REASON = 5
+
+Item = records_lib.ContentBehaviorRecord | records_lib.Quarantined
+
+
+class SplitInput(NamedTuple):
+  read: Callable[[], Iterable[Item]]   # yields the split's records / Quarantined items
+  media_root: str | None               # where the records' relative media paths resolve
+
+
+class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Builds one corpus; `splits` maps a split name to its `SplitInput`."""
+
+  SOURCE = ""        # module name under data_pipeline/sources/ whose `read` parses the input
+  FILE_SUFFIX = ""   # input file suffix when --input is a directory of split files
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Records as JSON text, media as encoded bytes."}
+
+  def __init__(self, *, splits: Mapping[str, SplitInput] | None = None, **kwargs):
+    self._splits = dict(splits or {})
+    self.quarantined: dict[str, list[records_lib.Quarantined]] = collections.defaultdict(list)
+    self.kept: dict[str, int] = collections.Counter()
+    self._train_records: list[records_lib.ContentBehaviorRecord] = []
+    kwargs.setdefault("file_format", "array_record")
+    super().__init__(**kwargs)
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # TFDS's own lookup needs the `importlib_resources` backport for package modules; the file is enough.
+    return epath.Path(inspect.getfile(cls))
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.__doc__,
+        features=tfds.features.FeaturesDict({
+            "record_id": tfds.features.Text(),
+            "source": tfds.features.Text(),
+            "record": tfds.features.Text(),   # ContentBehaviorRecord.to_dict() as JSON
+            "media": tfds.features.Sequence(tfds.features.Tensor(shape=(), dtype=np.object_)),
+        }),
+        disable_shuffling=True,   # keep corpus order; the Grain pipeline shuffles per epoch
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # corpora are local files; nothing to download
+    if not self._splits:
+      raise UserError(f"{self.name}: no input splits given; pass --input")
+    return {split: self._generate_examples(split) for split in self._splits}
+
+  def _generate_examples(self, split: str):
+    read, media_root = self._splits[split]
+    for i, item in enumerate(read()):
+      if isinstance(item, records_lib.Quarantined):
+        self.quarantined[split].append(item)
+        continue
+      try:
+        media = [records_lib.read_media_bytes(m, media_root) for m in item.content.media]
+      except records_lib.RecordError as e:
+        self.quarantined[split].append(records_lib.quarantine(e, item.record_id, item.source, f"#{i}"))
+        continue
+      self.kept[split] += 1
+      if split == "train":
+        self._train_records.append(item)
+      # Key = position in the corpus: unique even when a corpus repeats a record id.
+      yield i, {"record_id": item.record_id, "source": item.source,
+                "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": media}
+
+  def write_reports(self, input_desc: str) -> dict[str, Any]:
+    """Writes quarantine.json and context.json into the built version directory; returns the report."""
+    report = quarantine_report(self.name, input_desc, self.kept, self.quarantined)
+    _write_json(os.path.join(self.data_dir, QUARANTINE_FILE), report)
+    _write_json(os.path.join(self.data_dir, CONTEXT_FILE), context_to_json(
+        verbalize.Context.fit(self._train_records)))
+    return report
+
+
+def quarantine_report(name: str, input_desc: str, kept: Mapping[str, int],
+                      quarantined: Mapping[str, list[records_lib.Quarantined]]) -> dict[str, Any]:
+  reasons: dict[str, dict[str, Any]] = {}
+  for split, items in quarantined.items():
+    for q in items:
+      entry = reasons.setdefault(q.reason, {"count": 0, "examples": []})
+      entry["count"] += 1
+      if len(entry["examples"]) < _EXAMPLES_PER_REASON:
+        entry["examples"].append({"split": split, "record_id": q.record_id, "location": q.location,
+                                  "detail": q.detail})
+  splits = sorted(set(kept) | set(quarantined))
+  return {
+      "dataset": name, "input": input_desc,
+      "splits": {s: {"records": int(kept.get(s, 0)), "quarantined": len(quarantined.get(s, ()))} for s in splits},
+      "reasons": dict(sorted(reasons.items())),
+      "items": [{"split": s, "record_id": q.record_id, "reason": q.reason, "location": q.location,
+                 "detail": q.detail} for s in splits for q in quarantined.get(s, ())],
+  }
+
+
+def format_quarantine_table(reasons: Mapping[str, Mapping[str, Any]]) -> str:
+  """The quarantine table as text: reason, count, example locations."""
+  if not reasons:
+    return "quarantine: none"
+  rows = [("reason", "count", "example locations")]
+  for reason, entry in sorted(reasons.items(), key=lambda kv: -kv[1]["count"]):
+    where = ", ".join(e["location"] or e["record_id"] for e in entry["examples"][:3])
+    rows.append((reason, str(entry["count"]), where))
+  w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+  return "\n".join(f"{a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows)
+
+
+def context_to_json(ctx: verbalize.Context) -> dict[str, Any]:
+  levels = ctx.like_levels.thresholds if ctx.like_levels else {}
+  return {"like_levels": {a: list(t) for a, t in sorted(levels.items())}, "asr_pool": list(ctx.asr_pool)}
+
+
+def context_from_json(objs: Iterable[Mapping[str, Any]]) -> verbalize.Context:
+  """Merges the contexts of several built corpora (accounts and ASR texts do not overlap in meaning)."""
+  levels: dict[str, tuple[float, float]] = {}
+  pool: set[str] = set()
+  for obj in objs:
+    levels.update({a: tuple(t) for a, t in obj.get("like_levels", {}).items()})
+    pool.update(obj.get("asr_pool", ()))
+  return verbalize.Context(like_levels=verbalize.LikeLevels(levels), asr_pool=tuple(sorted(pool)))
+
+
+def find_datasets(data_dir: str) -> list[str]:
+  """Version directories of every built corpus under `data_dir` (or `data_dir` itself if it is one)."""
+  data_dir = os.fspath(data_dir)
+  if not os.path.isdir(data_dir):
+    raise UserError(f"data dir {data_dir} does not exist; build one with `lcbm data build`")
+  if os.path.exists(os.path.join(data_dir, "dataset_info.json")):
+    return [data_dir]
+  found = []
+  for root, dirs, files in os.walk(data_dir):
+    dirs[:] = sorted(d for d in dirs if not d.startswith(("incomplete.", "downloads", ".")))
+    if "dataset_info.json" in files:
+      found.append(root)
+      dirs[:] = []
+  if not found:
+    raise UserError(f"no built corpus under {data_dir}; run `lcbm data build --source ... --out {data_dir}`")
+  return found
+
+
+def builder_class(source: str) -> type[CorpusBuilder]:
+  """The builder class of a source name (its own folder: tfds_builders/<source>/<source>.py)."""
+  try:
+    module = importlib.import_module(f"data_pipeline.tfds_builders.{source}.{source}")
+  except ModuleNotFoundError:
+    raise UserError(f"no TFDS builder for source {source!r}") from None
+  (cls,) = [v for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, CorpusBuilder) and v is not CorpusBuilder]
+  return cls
+
+
+def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
+                 media_root: str | None) -> dict[str, SplitInput]:
+  """Split name -> item reader. A directory gives one split per `<split><suffix>` file in it; a file
+  gives the split its name says (train, test, test_time, ...) or `train`."""
+  if os.path.isdir(input_path):
+    files = sorted(os.path.join(input_path, f) for f in os.listdir(input_path) if f.endswith(builder_cls.FILE_SUFFIX))
+    if not files:
+      raise UserError(f"{input_path} holds no *{builder_cls.FILE_SUFFIX} files for source {builder_cls.SOURCE}")
+  elif os.path.isfile(input_path):
+    files = [input_path]
+  else:
+    raise UserError(f"--input {input_path} does not exist")
+  read = importlib.import_module(f"data_pipeline.sources.{builder_cls.SOURCE}").read
+  splits = {}
+  for file in files:
+    stem = os.path.basename(file)[:-len(builder_cls.FILE_SUFFIX)] if file.endswith(builder_cls.FILE_SUFFIX) else ""
+    split = stem if re.fullmatch(r"(train|validation|test)(_\w+)?", stem) else "train"
+    if len(files) > 1 and split == "train" and stem != "train":
+      raise UserError(f"{file}: cannot tell its split; name split files train{builder_cls.FILE_SUFFIX}, "
+                      f"test{builder_cls.FILE_SUFFIX}, ...")
+    if split in splits:
+      raise UserError(f"two input files for split {split!r} in {input_path}")
+    root = media_root or os.path.dirname(os.path.abspath(file))
+    splits[split] = SplitInput(lambda file=file, root=root: read(file, root), root)
+  return splits
+
+
+def build(builder_cls: type[CorpusBuilder], splits: Mapping[str, SplitInput], out_dir: str,
+          input_desc: str) -> tuple[CorpusBuilder, dict[str, Any]]:
+  """Builds (or rebuilds) one corpus into `out_dir/<name>/<version>` and writes its reports."""
+  builder = builder_cls(splits=splits, data_dir=out_dir)
+  try:
+    # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
+  except Exception as e:  # TFDS wraps the cause in its own types
+    if "No examples were yielded" not in str(e):
+      raise
+    report = quarantine_report(builder.name, input_desc, builder.kept, builder.quarantined)
+    path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write_json(path, report)
+    empty = sorted(s for s in splits if not builder.kept.get(s))
+    raise UserError(f"{builder.name}: split(s) {', '.join(empty)} have no clean record; "
+                    f"reasons: {format_quarantine_table(report['reasons'])!r:.300}; full report: {path}") from None
+  return builder, builder.write_reports(input_desc)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, ensure_ascii=False)
+  os.replace(path + ".tmp", path)

@@ -1,0 +1,1 @@
+"""TFDS builder for cbc corpora; see cbc.py."""

@@ -1,0 +1,1 @@
+"""TFDS builder for jsonl corpora; see jsonl.py."""
