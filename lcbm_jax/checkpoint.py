@@ -482,16 +482,20 @@ def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partia
 
 
 class PreemptionWatcher:
-  """SIGTERM (and SIGINT if asked) -> a flag; the loop polls `requested(step)`, saves, exits 0.
+  """SIGTERM -> a flag; the loop polls `requested(step)` after each step, saves, and exits 0.
 
-  Multi-process runs use JAX's preemption sync point so all processes stop at the same step.
+  Multi-process runs ask JAX's preemption sync point instead (the coordination service catches
+  SIGTERM itself; a Python handler would take the signal from it), so every process stops at the
+  same step.
   """
 
   def __init__(self, signals=(signal.SIGTERM,)):
     self._flag = threading.Event()
     self._previous = {}
-    for sig in signals:
-      self._previous[sig] = signal.signal(sig, self._on_signal)
+    self._multiprocess = jax.process_count() > 1
+    if not self._multiprocess:
+      for sig in signals:
+        self._previous[sig] = signal.signal(sig, self._on_signal)
 
   def _on_signal(self, signum, frame):
     del frame
@@ -499,12 +503,13 @@ class PreemptionWatcher:
     self._flag.set()
 
   def requested(self, step: int) -> bool:
-    if jax.process_count() > 1:
+    if self._multiprocess:
       from jax.experimental import multihost_utils
-      return bool(multihost_utils.reached_preemption_sync_point(step)) or self._flag.is_set()
+      return bool(multihost_utils.reached_preemption_sync_point(step))
     return self._flag.is_set()
 
   def close(self):
+    """Puts the previous signal handlers back."""
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
     self._previous = {}
