@@ -61,7 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 200    # held-out loss every N steps (0 = only at the end)
-  c.eval.batches = 4
+  c.eval.batches = 4          # batches per held-out split
+  c.eval.splits = ("test",)   # held-out splits of data.dir (tweets: test_time, test_brand)
 
   c.log = ml_collections.ConfigDict()
   c.log.every_steps = 10      # JSONL / TensorBoard / W&B cadence

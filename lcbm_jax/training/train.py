@@ -1,0 +1,349 @@
+"""The training loop: one `train()` to read top to bottom, and the `lcbm train` handler.
+
+  mesh -> model -> data -> optimizer -> shardings -> ahead-of-time compile -> restore or init
+  -> loop (step, log, eval, checkpoint, preemption) -> final eval, checkpoint, plot
+
+Everything the loop does is a function of (config, step): the step key is fold_in(seed key, step)
+and the data iterator's state is checkpointed, so a resumed run repeats an uninterrupted one.
+
+  lcbm train --config experiments/configs/demo.py:small --workdir /tmp/run --config.num_steps=20
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from lcbm_jax import checkpoint as ckpt_lib
+from lcbm_jax import sharding
+from lcbm_jax.errors import UserError
+from lcbm_jax.model import lcbm, presets
+from lcbm_jax.training import config as config_lib
+from lcbm_jax.training import metrics as metrics_lib
+from lcbm_jax.training import optim
+from lcbm_jax.training import step as step_lib
+from lcbm_jax.training.state import TrainState
+
+# Batch keys the step reads (the pipeline's sample_ids stay on the host).
+STEP_KEYS = ("input_ids", "images", "segment_ids", "positions", "targets", "loss_mask", "task_ids")
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+  """jax.distributed.initialize from flags, else environment, else TPU-pod auto-detection.
+
+  Must run before anything touches a JAX device. CPU processes talk over gloo.
+  """
+  coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
+    num_processes = int(os.environ["JAX_NUM_PROCESSES"])
+  if process_id is None and "JAX_PROCESS_ID" in os.environ:
+    process_id = int(os.environ["JAX_PROCESS_ID"])
+  if coordinator:
+    if num_processes is None or process_id is None:
+      raise UserError("a coordinator address needs --num-processes and --process-id "
+                      "(or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
+    if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    jax.distributed.initialize()   # multi-host TPU VM: everything comes from the TPU metadata
+
+
+def _with_shardings(abstract, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+
+
+def _print_memory(compiled, name: str) -> None:
+  """The compiled step's memory plan, before any state is allocated (fail early, not at step 1)."""
+  mem = compiled.memory_analysis()
+  if mem is None:
+    print(f"{name}: no memory analysis on this backend", file=sys.stderr)
+    return
+  gib = lambda b: f"{b / 2**30:.3f} GiB"
+  print(f"{name} per device: arguments {gib(mem.argument_size_in_bytes)}, outputs "
+        f"{gib(mem.output_size_in_bytes)}, temporaries {gib(mem.temp_size_in_bytes)}, "
+        f"code {gib(mem.generated_code_size_in_bytes)}", file=sys.stderr)
+
+
+def batch_spec(config, model_cfg) -> dict[str, jax.ShapeDtypeStruct]:
+  """Global shapes of the batch keys the step reads (docs/contracts.md §5)."""
+  b, l, v = config.data.batch_size, config.data.seq_len, model_cfg.vision
+  i32 = jnp.int32
+  return {"input_ids": jax.ShapeDtypeStruct((b, l), i32),
+          "images": jax.ShapeDtypeStruct((b, model_cfg.max_images, v.image_size, v.image_size, 3), jnp.float32),
+          "segment_ids": jax.ShapeDtypeStruct((b, l), i32), "positions": jax.ShapeDtypeStruct((b, l), i32),
+          "targets": jax.ShapeDtypeStruct((b, l), i32), "loss_mask": jax.ShapeDtypeStruct((b, l), jnp.float32),
+          "task_ids": jax.ShapeDtypeStruct((b, l), i32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledSteps:
+  """The ahead-of-time compiled pieces of a run on one mesh."""
+  train_step: Any        # (state, batch, rng) -> (state, metrics); donates the state
+  eval_step: Any         # (params, batch, rng) -> loss sums
+  init: Any              # rng -> TrainState, created already sharded
+  abstract_state: TrainState
+  state_shardings: TrainState
+  batch_sharding: jax.sharding.NamedSharding
+  trainable: Any         # bool pytree like params
+
+
+def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
+  """Abstract shapes -> shardings -> jit with explicit in/out shardings -> lower -> compile."""
+  tasks = tuple(config.data.tasks)
+  dp = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.data.batch_size % (dp * config.optim.grad_accum):
+    raise UserError(f"data.batch_size ({config.data.batch_size}) must be a multiple of the data x fsdp mesh "
+                    f"size ({dp}) times optim.grad_accum ({config.optim.grad_accum})")
+  model = lcbm.LCBM(model_cfg)
+  abstract_params = lcbm.abstract_params(model_cfg)
+  tx = optim.make_optimizer(config.optim, abstract_params, config.num_steps)
+  trainable = optim.trainable_mask(abstract_params, tuple(config.optim.freeze))
+  schedule = optim.make_schedule(config.optim, config.num_steps)
+
+  def init_state(init_rng):
+    params = lcbm.init_params(model_cfg, init_rng)
+    return TrainState.create(params, tx.init(params))
+
+  def apply_fn(params, batch, step_rng):
+    del step_rng   # the model has no dropout; the key is threaded for objectives that sample
+    return model.apply({"params": params}, batch["input_ids"], batch["images"], batch["segment_ids"],
+                       batch["positions"])
+
+  rng = jax.random.key(config.seed)
+  abstract_state = jax.eval_shape(init_state, rng)
+  state_sh = sharding.tree_shardings(abstract_state, model_cfg, mesh)
+  batch_sh = sharding.batch_sharding(mesh)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract_batch = {k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sh)
+                    for k, x in batch_spec(config, model_cfg).items()}
+  train_step = step_lib.make_train_step(apply_fn, tx, trainable, schedule, len(tasks), config.optim.grad_accum)
+  eval_step = step_lib.make_eval_step(apply_fn, len(tasks))
+  compiled_train = jax.jit(
+      train_step, in_shardings=(state_sh, batch_sh, replicated), out_shardings=(state_sh, replicated),
+      donate_argnums=0).lower(_with_shardings(abstract_state, state_sh), abstract_batch, rng).compile()
+  compiled_eval = jax.jit(
+      eval_step, in_shardings=(state_sh.params, batch_sh, replicated), out_shardings=replicated,
+  ).lower(_with_shardings(abstract_state.params, state_sh.params), abstract_batch, rng).compile()
+  return CompiledSteps(compiled_train, compiled_eval, jax.jit(init_state, out_shardings=state_sh),
+                       abstract_state, state_sh, batch_sh, trainable)
+
+
+
+def _scalars(prefix: str, m: dict, tasks) -> dict:
+  out = {f"{prefix}/loss": m["loss"]}
+  for t, name in enumerate(tasks):
+    if m["task_tokens"][t] > 0:
+      out[f"{prefix}/loss_{name}"] = m["task_loss"][t]
+  return out
+
+
+class _Data:
+  """The run's data: the resumable train iterator, held-out eval batches, and the tokenizer."""
+
+  def __init__(self, config, model_cfg, workdir: str):
+    from data_pipeline import pipeline  # keeps `import lcbm_jax.training.train` light for the tests
+    self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir)
+    if len(config.data.weights) != len(config.data.tasks):
+      raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
+                      "data.tasks; give one weight per task")
+    base = pipeline.PipelineConfig(
+        data_dir=config.data.dir, tokenizer=self.tokenizer_dir,
+        tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
+        batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
+        max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
+        worker_count=config.data.workers, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
+    self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0))
+                  for split in config.eval.splits]
+
+  def eval_batches(self, per_split: int):
+    """The first `per_split` batches of each held-out split, the same ones at every eval."""
+    for it in self._eval:
+      it.set_state(None)
+      for _, batch in zip(range(per_split), it):
+        yield batch
+
+
+def _tokenizer_dir(config, model_cfg, workdir: str) -> str:
+  """data.tokenizer, or the run's own one (trained once on the train split, kept in the workdir)."""
+  if config.data.tokenizer:
+    return config.data.tokenizer
+  out = os.path.join(workdir, "tokenizer")
+  if jax.process_index() == 0 and not os.path.exists(os.path.join(out, "tokenizer.model")):
+    from data_pipeline import pipeline, verbalize
+    from data_pipeline.tokenizer import Tokenizer
+    corpus = pipeline.Corpus(config.data.dir, "train")
+    rng = np.random.default_rng(config.seed)
+    texts = []
+    for i in range(min(len(corpus), 3000)):
+      record = corpus[i]
+      for task in config.data.tasks:
+        if verbalize.applies(record, task, corpus.context):
+          texts.append(verbalize.verbalize(record, task, rng=rng, max_images=model_cfg.max_images,
+                                           context=corpus.context).text)
+    Tokenizer.train(texts, model_cfg.text.vocab_size, out)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("lcbm tokenizer")
+  return out
+
+
+def _fit_tokenizer(model_cfg, tokenizer):
+  """The preset with the tokenizer's `<image>` id; its vocabulary must fit the embedding table."""
+  if tokenizer.vocab_size > model_cfg.text.vocab_size:
+    raise UserError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
+                    f"{model_cfg.text.vocab_size}; use a larger preset or a smaller tokenizer")
+  return dataclasses.replace(model_cfg, image_token_id=tokenizer.image_id)
+
+
+def check_finite(m: dict, limit: int, step: int) -> None:
+  """Stops the run once `limit` steps in a row had a non-finite loss or gradient."""
+  if m["nonfinite_in_row"] >= limit:
+    raise UserError(f"{int(m['nonfinite_in_row'])} non-finite steps in a row (the last at step {step}, "
+                    f"{int(m['nonfinite_total'])} in the run); the parameters are those from before them. "
+                    "Lower optim.lr or raise optim.warmup_steps, or look for extreme values in the data")
+
+
+def train(config, workdir: str) -> dict:
+  """Trains as `config` says into `workdir`; returns a summary (final losses, throughput, paths)."""
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  say = (lambda *a: print(*a, file=sys.stderr)) if is_main else (lambda *a: None)
+  num_steps = config.num_steps
+  tasks = tuple(config.data.tasks)
+
+  # Mesh and model.
+  mesh = sharding.make_mesh(data=config.mesh.data, fsdp=config.mesh.fsdp, tensor=config.mesh.tensor)
+  model_cfg = presets.get(config.model.preset)
+  say(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
+      f"model preset {config.model.preset!r}")
+
+  # Data: this process's share of every global batch, plus a held-out stream for eval.
+  if not config.data.dir:
+    raise UserError("data.dir is empty; build data with `lcbm data build` and pass --config.data.dir=DIR")
+  data = _Data(config, model_cfg, workdir)
+  model_cfg = _fit_tokenizer(model_cfg, data.train.tokenizer)
+
+  # Optimizer, abstract state and shardings, then an ahead-of-time compile: fail before allocating.
+  rng = jax.random.key(config.seed)
+  steps = compile_steps(config, model_cfg, mesh)
+  if is_main:
+    _print_memory(steps.train_step, "train_step")
+  trainable, abstract_params = steps.trainable, steps.abstract_state.params
+
+  def to_global(local_batch: dict) -> dict:
+    return {k: jax.make_array_from_process_local_data(steps.batch_sharding, np.asarray(local_batch[k]))
+            for k in STEP_KEYS}
+
+  # Restore the newest good checkpoint, or start fresh.
+  ckpt = ckpt_lib.CheckpointManager(workdir, keep_last=config.checkpoint.keep)
+  start = ckpt.latest_good_step()
+  if start is None:
+    state = steps.init(rng)
+    start = 0
+  else:
+    state, data_state = ckpt.restore(start, _with_shardings(steps.abstract_state, steps.state_shardings))
+    data.train.set_state(data_state)
+    say(f"resumed from step {start} ({ckpt.directory / str(start)})")
+
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
+  n_train = sum(int(np.prod(x.shape)) for x, t in zip(jax.tree.leaves(abstract_params),
+                                                       jax.tree.leaves(trainable)) if t)
+  peak = metrics_lib.peak_flops_per_device(config.log.peak_flops) * jax.device_count()
+  say(f"{n_params / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trained; peak {peak / 1e9:.1f} GFLOP/s "
+      f"over all devices")
+  writer = metrics_lib.MetricsWriter(workdir, config_lib.unwrap(config).to_dict(), config.log.wandb)
+  num_images = config.data.batch_size * model_cfg.max_images
+
+  def save(step: int) -> None:
+    ckpt.save(step, state, data.train.get_state(), config_lib.unwrap(config), data.tokenizer_dir,
+              model_cfg=model_cfg)
+
+  def evaluate(step: int) -> dict:
+    sums = None
+    for local in data.eval_batches(config.eval.batches):
+      out = jax.device_get(steps.eval_step(state.params, to_global(local), rng))
+      sums = out if sums is None else jax.tree.map(np.add, sums, out)
+    m = {"loss": sums["nll"] / max(sums["tokens"], 1.0), "task_tokens": sums["task_tokens"],
+         "task_loss": sums["task_nll"] / np.maximum(sums["task_tokens"], 1.0)}
+    writer.write(step, _scalars("eval", m, tasks))
+    return m
+
+  watcher = ckpt_lib.PreemptionWatcher()
+  bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not is_main, file=sys.stderr,
+                  dynamic_ncols=True)
+  last_eval, last = None, None
+  window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
+  step = start
+  try:
+    while step < num_steps:
+      state, m = steps.train_step(state, to_global(next(data.train)), rng)
+      m = jax.device_get(m)
+      step += 1
+      bar.update(1)
+      check_finite(m, config.max_nonfinite_in_row, step)
+      window_tokens += int(m["tokens"])
+      window_flops += metrics_lib.flops_per_step(abstract_params, trainable, int(m["tokens"]),
+                                                 config.data.seq_len, num_images)
+      if step % config.log.every_steps == 0 or step == num_steps:
+        elapsed = time.perf_counter() - window_start
+        perf = {"perf/tokens_per_s": window_tokens / elapsed, "perf/mfu": window_flops / elapsed / peak,
+                "perf/flops_per_s": window_flops / elapsed}
+        last = {**_scalars("train", m, tasks), "train/grad_norm": m["grad_norm"],
+                "train/update_norm": m["update_norm"], "train/param_norm": m["param_norm"],
+                "train/lr": m["lr"], "train/nonfinite_total": m["nonfinite_total"], **perf}
+        writer.write(step, last)
+        bar.set_postfix(loss=f"{m['loss']:.3f}", tok_s=f"{perf['perf/tokens_per_s']:.0f}",
+                        mfu=f"{100 * perf['perf/mfu']:.1f}%")
+        window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
+      if config.eval.every_steps and step % config.eval.every_steps == 0 and step < num_steps:
+        last_eval = evaluate(step)
+        bar.write(f"step {step}: eval loss {last_eval['loss']:.4f}", file=sys.stderr)
+        window_start = time.perf_counter()   # throughput counts training only
+      if step % config.checkpoint.every_steps == 0 and step < num_steps:
+        save(step)
+        window_start = time.perf_counter()
+      if watcher.requested(step):
+        save(step)
+        ckpt.wait_until_finished()
+        say(f"preempted: saved step {step} to {ckpt.directory / str(step)}; rerun the same command to resume")
+        return {"step": step, "preempted": True, "workdir": workdir}
+    if start < num_steps:
+      save(num_steps)
+    last_eval = evaluate(num_steps)
+  finally:
+    bar.close()
+    watcher.close()
+    writer.close()
+    ckpt.close()   # waits for the last save and its manifest
+  summary = {"step": step, "preempted": False, "workdir": workdir, "eval_loss": float(last_eval["loss"]),
+             "checkpoint": str(ckpt.directory / str(num_steps))}
+  if last is not None:
+    summary.update(train_loss=float(last["train/loss"]), tokens_per_s=float(last["perf/tokens_per_s"]),
+                   mfu=float(last["perf/mfu"]), peak_flops=peak)
+  if is_main:
+    summary["plot"] = metrics_lib.plot(writer.path, os.path.join(workdir, "metrics.png"))
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
+  return summary
+
+
+def cli_main(args) -> int:
+  """`lcbm train`: load the config (+ overrides), join the other processes, train."""
+  config = config_lib.load(args.config, args.config_overrides)
+  initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+  summary = train(config, args.workdir)
+  if jax.process_index() == 0:
+    print(json.dumps(summary))
+  return 0
