@@ -34,6 +34,8 @@ def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | N
     from data_pipeline.sources import behavior_world
     by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
     for entry in behavior_world.load_manifest(input_path)["files"]:
+      if not entry["count"]:   # TFDS cannot write an empty split
+        continue
       file = os.path.join(input_path, entry["path"])
       root = media_root or os.path.dirname(file)
       by_source[entry["source"]][entry["split"]] = builder_lib.SplitInput(

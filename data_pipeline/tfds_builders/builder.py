@@ -24,10 +24,12 @@ import inspect
 import json
 import os
 import re
+import sys
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
+import tqdm
 from etils import epath
 
 from data_pipeline import records as records_lib
@@ -58,6 +60,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._splits = dict(splits or {})
     self.quarantined: dict[str, list[records_lib.Quarantined]] = collections.defaultdict(list)
     self.kept: dict[str, int] = collections.Counter()
+    self.generated_splits: set[str] = set()   # splits whose reader ran to the end
     self._train_records: list[records_lib.ContentBehaviorRecord] = []
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
@@ -89,7 +92,8 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split: str):
     read, media_root = self._splits[split]
-    for i, item in enumerate(read()):
+    for i, item in enumerate(tqdm.tqdm(read(), desc=f"{self.name}/{split}", unit=" records", file=sys.stderr,
+                                       leave=False)):
       if isinstance(item, records_lib.Quarantined):
         self.quarantined[split].append(item)
         continue
@@ -104,6 +108,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       # Key = position in the corpus: unique even when a corpus repeats a record id.
       yield i, {"record_id": item.record_id, "source": item.source,
                 "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": media}
+    self.generated_splits.add(split)
 
   def write_reports(self, input_desc: str) -> dict[str, Any]:
     """Writes quarantine.json and context.json into the built version directory; returns the report."""
@@ -219,22 +224,34 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
 
 def build(builder_cls: type[CorpusBuilder], splits: Mapping[str, SplitInput], out_dir: str,
           input_desc: str) -> tuple[CorpusBuilder, dict[str, Any]]:
-  """Builds (or rebuilds) one corpus into `out_dir/<name>/<version>` and writes its reports."""
-  builder = builder_cls(splits=splits, data_dir=out_dir)
-  try:
-    # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
-  except Exception as e:  # TFDS wraps the cause in its own types
-    if "No examples were yielded" not in str(e):
-      raise
-    report = quarantine_report(builder.name, input_desc, builder.kept, builder.quarantined)
-    path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    _write_json(path, report)
-    empty = sorted(s for s in splits if not builder.kept.get(s))
-    raise UserError(f"{builder.name}: split(s) {', '.join(empty)} have no clean record; "
-                    f"reasons: {format_quarantine_table(report['reasons'])!r:.300}; full report: {path}") from None
+  """Builds (or rebuilds) one corpus into `out_dir/<name>/<version>` and writes its reports.
+
+  A split without a single clean record is left out (TFDS cannot write an empty split); its
+  quarantined items still go into the report.
+  """
+  tfds.disable_progress_bar()   # one bar per split of our own instead of TFDS's nested ones
+  splits, dropped = dict(splits), {}
+  while True:
+    builder = builder_cls(splits=splits, data_dir=out_dir)
+    try:
+      # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
+      break
+    except Exception as e:  # TFDS wraps the cause in its own exception types
+      empty = [s for s in splits if s in builder.generated_splits and not builder.kept.get(s)]
+      if "No examples were yielded" not in str(e) or not empty:
+        raise
+    for s in empty:
+      dropped[s] = builder.quarantined.get(s, [])
+      del splits[s]
+    if not splits:
+      report = quarantine_report(builder.name, input_desc, {}, dropped)
+      path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      _write_json(path, report)
+      raise UserError(f"{builder.name}: no split of {input_desc} has a clean record; see {path}")
+  builder.quarantined.update(dropped)
   return builder, builder.write_reports(input_desc)
 
 

@@ -1,0 +1,42 @@
+"""Shared by the data tests: a tiny generated corpus built to ArrayRecord, and a tokenizer trained on it."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from data_pipeline import commands, pipeline, verbalize
+from data_pipeline.sources import behavior_world
+from data_pipeline.tokenizer import Tokenizer
+
+TINY_COUNTS = {("cbc", "train"): 10, ("cbc", "test"): 4, ("blift", "train"): 10, ("blift", "test"): 0,
+               ("tweets", "train"): 20, ("tweets", "test_time"): 0, ("tweets", "test_brand"): 0}
+ALL_TASKS = tuple((t, 1.0) for t in verbalize.TASKS)
+
+
+def build_tiny(root: str, counts=None) -> tuple[str, str]:
+  """Generates and builds a tiny corpus under root; returns (data_dir, tokenizer_dir)."""
+  gen, data_dir = os.path.join(root, "gen"), os.path.join(root, "built")
+  behavior_world.generate(gen, seed=0, counts=counts or TINY_COUNTS, progress=False)
+  commands.build_corpus("behavior_world", gen, data_dir)
+  return data_dir, train_tokenizer(data_dir, os.path.join(root, "tok"))
+
+
+def train_tokenizer(data_dir: str, out_dir: str, vocab_size: int = 500) -> str:
+  corpus = pipeline.Corpus(data_dir, "train")
+  texts = []
+  for i in range(len(corpus)):
+    r = corpus[i]
+    for t in verbalize.TASKS:
+      if verbalize.applies(r, t, corpus.context):
+        texts.append(verbalize.verbalize(r, t, rng=np.random.default_rng(i), max_images=4,
+                                         context=corpus.context).text)
+  Tokenizer.train(texts, vocab_size, out_dir)
+  return out_dir
+
+
+def config(data_dir: str, tok_dir: str, **overrides) -> pipeline.PipelineConfig:
+  base = dict(data_dir=data_dir, tokenizer=tok_dir, tasks=ALL_TASKS, seq_len=512, batch_size=4, image_size=32,
+              max_images=4, num_image_tokens=16, seed=3)
+  base.update(overrides)
+  return pipeline.PipelineConfig(**base)
