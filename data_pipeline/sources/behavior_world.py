@@ -24,7 +24,8 @@ can learn it in minutes:
 - a scene's replay value = 22 + 30*fast + 10*slow + 18*bright + object appeal (0-16)
   + 8 on the first scene - 6 on the last + N(0, 4), clipped to 0-100;
 - a tweet's likes = followers * account rate * exp(1.5*hot colour + 1.5*hot object + 0.3*cheerful
-  + N(0, 0.3)), hot colours red/yellow, hot objects star/heart; so within an account the like
+  + N(0, 0.3)), hot colours red/yellow/orange, hot objects star/heart (about 19% of tweets have
+  both, so an account's top 10% - level "high" - is made of them); so within an account the like
   level is set by the colour and object words of the tweet and caption;
 - a video's likes-per-view grows with hot colours and a cheerful tone, its views with followers and
   mean replay; Reddit upvotes follow the tweet rule; comments carry the tone's words.
@@ -61,7 +62,7 @@ BRANDS = ("Acme", "Borealis", "Cobalt", "Dynamo", "Ember", "Fjord", "Gusto", "Ha
 HELD_OUT_BRANDS = ("Kestrel", "Lumen")   # tweets of these accounts form the brand-split test set
 
 # The hidden audience model.
-HOT_COLOURS = ("red", "yellow")
+HOT_COLOURS = ("red", "yellow", "orange")
 HOT_OBJECTS = ("star", "heart")
 OBJECT_APPEAL = {"ball": 4, "box": 0, "pyramid": 2, "star": 16, "heart": 12, "kite": 6, "ring": 3, "cross": 8}
 
