@@ -89,7 +89,9 @@ def cli_predict(args) -> int:
   prompt = expand_image_tokens(ids, tok.image_id, cfg.num_image_tokens)
   new = inference.generate(cfg, params, [prompt], images, max_new_tokens=args.max_new_tokens, eos_id=tok.eos_id,
                            temperature=args.temperature, top_p=args.top_p, rng=jax.random.key(args.seed))[0]
-  text = tok.decode(new)
+  # A model vocabulary may be larger than the tokenizer's (padded to a multiple of 64); such ids
+  # have no text and show as the unknown piece.
+  text = tok.decode([i if i < tok.vocab_size else tok.unk_id for i in new])
   _emit(args, {"text": text, "token_ids": new, "prompt_tokens": len(prompt)}, text)
   return 0
 
