@@ -104,10 +104,13 @@ class Context:
   asr_pool: tuple[str, ...] = ()    # distractor ASR texts for the 25-way content simulation
 
   @classmethod
-  def fit(cls, records: Iterable[ContentBehaviorRecord]) -> Context:
+  def fit(cls, records: Iterable[ContentBehaviorRecord],
+          unseen: Iterable[ContentBehaviorRecord] = ()) -> Context:
+    """`records`: the training split. `unseen`: other splits; only accounts absent from training
+    take their like levels from these (the brand-split test set); nothing else is read from them."""
     records = list(records)
     pool = sorted({_clean(s.asr) for r in records for s in r.content.scenes if s.asr.strip()})
-    return cls(like_levels=LikeLevels.fit(records), asr_pool=tuple(pool))
+    return cls(like_levels=LikeLevels.fit(records).extend(unseen), asr_pool=tuple(pool))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,5 @@
 """The embedded corpus: CLI, determinism, media, and that behavior depends on content (learnably)."""
 import collections
-import dataclasses
 import os
 import re
 
@@ -146,10 +145,10 @@ def test_tone_shows_in_comments_and_images_but_not_captions(corpus):
 def test_latent_labels_never_in_any_verbalization(corpus):
   out, groups = corpus
   train = [r for (_, split), g in groups.items() if split == "train" for r in g]
-  context = verbalize.Context.fit(train)
   # Brand-split accounts are absent from training: their levels come from their own tweets.
-  everything = [r for g in groups.values() for r in g]
-  context = dataclasses.replace(context, like_levels=context.like_levels.extend(everything))
+  context = verbalize.Context.fit(train, unseen=[r for g in groups.values() for r in g])
+  assert context.like_levels.thresholds == verbalize.LikeLevels.fit(train).extend(
+      groups[("tweets", "test_brand")]).thresholds
   label_words = set(bw.TONES) | set(bw.TOPICS)
   rng = np.random.default_rng(0)
   seen = collections.Counter()
