@@ -48,3 +48,17 @@ def synthetic_batch(config, seed: int) -> dict:
   images[:, 0] = rs.randn(b, v.image_size, v.image_size, 3)
   return {"input_ids": ids, "images": images, "segment_ids": segment_ids, "positions": positions,
           "targets": targets, "loss_mask": loss_mask, "task_ids": task_ids}
+
+
+def built_corpus(root) -> str:
+  """A small generated corpus built to ArrayRecord under `root`; returns the data dir."""
+  import os
+
+  from data_pipeline import commands
+  from data_pipeline.sources import behavior_world
+  counts = {("cbc", "train"): 40, ("cbc", "test"): 8, ("blift", "train"): 4, ("blift", "test"): 2,
+            ("tweets", "train"): 80, ("tweets", "test_time"): 16, ("tweets", "test_brand"): 4}
+  corpus, data = os.path.join(root, "corpus"), os.path.join(root, "data")
+  behavior_world.generate(corpus, seed=0, progress=False, counts=counts)
+  commands.build_corpus("behavior_world", corpus, data)
+  return data

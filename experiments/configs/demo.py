@@ -32,7 +32,7 @@ def get_config(arg=None):
   c.log.every_steps = 10
   if arg == "small":
     c.model.preset = "tiny"
-    c.data.seq_len = 256
+    c.data.seq_len = 512        # a whole video verbalization fits
     c.data.batch_size = 8
     c.num_steps = 30
     c.optim.lr = 3e-3
