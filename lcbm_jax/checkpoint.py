@@ -289,12 +289,12 @@ class CheckpointManager:
                async_save: bool = True):
     if keep_last < 1:
       raise UserError(f"keep_last must be >= 1 (got {keep_last}): the newest good step is needed to resume")
-    if keep_every is not None and keep_every < 1:
-      raise UserError(f"keep_every must be a positive number of steps or None (got {keep_every})")
+    if keep_every is not None and keep_every < 0:
+      raise UserError(f"keep_every must be a number of steps, or 0/None for none (got {keep_every})")
     self.workdir = pathlib.Path(workdir).absolute()   # Orbax requires absolute paths
     self.directory = self.workdir / CHECKPOINTS
     self.keep_last = keep_last
-    self.keep_every = keep_every
+    self.keep_every = keep_every or None
     self._async = async_save
     for p in _partial_saves(self.directory):
       log.warning("checkpoint: ignoring partial save %s (interrupted before commit); Orbax removes it", p)
