@@ -111,6 +111,7 @@ def _bench_parsers(sub):
   p.add_argument("--data", default=None, help="built data dir (default: generate a small corpus in a temp dir)")
   p.add_argument("--workers", type=int, nargs="*", default=[0, 2])
   p.add_argument("--batches", type=int, default=20)
+  p.add_argument("--image-size", type=int, default=224, help="CLIP input size the images are resized to")
   p.set_defaults(command="bench data")
   p = bsub.add_parser("train", help="training tokens/s and MFU for a preset")
   p.add_argument("--preset", default="bench")
