@@ -477,6 +477,9 @@ def _write_processor(out_dir: str, cfg: presets.LCBMConfig, image_token: str) ->
           "num_additional_image_tokens": 1, "image_token": image_token}
   with open(os.path.join(out_dir, "processor_config.json"), "w") as f:
     json.dump(proc, f, indent=2)
+  # transformers 4.x reads the image processor from its own file; 5.x from the nested entry above.
+  with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+    json.dump(proc["image_processor"], f, indent=2)
 
 
 # ---------------------------------------------------------------- public entry points
