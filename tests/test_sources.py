@@ -148,7 +148,7 @@ def test_generated_corpus_loads_through_public_readers(tmp_path):
       assert r.source == entry["source"] and r.latent == {}
       if r.source == "cbc":
         frames = rec.check_media(r.content.media[0], str(tmp_path / "cbc"))
-        assert frames == len(r.content.scenes) == len(r.behavior.replay) and 4 <= frames <= 8
+        assert frames == len(r.content.scenes) == len(r.behavior.replay) and behavior_world.MIN_SCENES <= frames <= behavior_world.MAX_SCENES
   via_world = list(behavior_world.read(str(tmp_path), with_latent=True))
   assert len(via_world) == 21 and all(set(r.latent) >= {"tone", "topic", "memorability"} for r in via_world)
   assert len(list(behavior_world.read(str(tmp_path), split="test_brand"))) == 3

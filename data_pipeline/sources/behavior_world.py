@@ -49,6 +49,9 @@ from lcbm_jax.errors import UserError
 
 GENERATOR_VERSION = "behavior-world-v1"
 IMAGE_SIZE = 64
+# Scenes per video. With 16 image tokens per keyframe, a 7-scene behavior_simulation verbalization
+# stays under 512 tokens (the CPU demo's row length); 8 scenes would not.
+MIN_SCENES, MAX_SCENES = 4, 7
 
 OBJECTS = ("ball", "box", "pyramid", "star", "heart", "kite", "ring", "cross")
 COLOURS = {"red": (220, 30, 30), "blue": (40, 70, 230), "green": (30, 170, 60), "yellow": (245, 215, 20),
@@ -86,8 +89,7 @@ TOPIC_WORDS = {"sports": ("match", "game day", "training", "the final"),
                "travel": ("journey", "road trip", "the trail", "postcard"),
                "music": ("concert", "new song", "rhythm", "the encore")}
 MOTION_CAPTION = {"still": "standing still", "slow": "moving slowly", "fast": "moving fast"}
-MOTION_ASR = {"still": "here is the {colour} {object}", "slow": "the {colour} {object} drifts along",
-              "fast": "watch the {colour} {object} zoom past"}
+MOTION_ASR = {"still": "here is the {object}", "slow": "the {object} drifts", "fast": "the {object} zooms past"}
 TWEET_OPENERS = ("Meet our", "Say hello to the", "New drop: the", "Today we share this", "Look at this",
                  "Weekend mood: the")
 
@@ -251,9 +253,9 @@ def _pick_colour(rng: np.random.Generator) -> str:
 
 
 def _caption(spec: SceneSpec, with_motion: bool = True) -> str:
-  where = "in a bright scene" if spec.bright else "in a dark scene"
+  """E.g. "a red star moving fast, bright" (short: a video verbalization must fit a 512-token row)."""
   motion = f" {MOTION_CAPTION[spec.motion]}" if with_motion else ""
-  return f"{_article(spec.colour)} {spec.colour} {spec.obj}{motion} {where}"
+  return f"{_article(spec.colour)} {spec.colour} {spec.obj}{motion}, {'bright' if spec.bright else 'dark'}"
 
 
 def _article(word: str) -> str:
@@ -276,7 +278,7 @@ def make_accounts(rng: np.random.Generator) -> list[Account]:
 def make_video(i: int, acc: Account, rng: np.random.Generator):
   """A CBC row (dict), its GIF bytes and latent labels."""
   tone, topic = TONES[int(rng.integers(4))], list(TOPICS)[int(rng.integers(4))]
-  n = int(rng.integers(4, 9))
+  n = int(rng.integers(MIN_SCENES, MAX_SCENES + 1))
   specs = [SceneSpec(_pick_object(topic, rng), _pick_colour(rng), MOTIONS[int(rng.integers(3))],
                      bool(rng.uniform() < 0.5)) for _ in range(n)]
   replay = [scene_replay(s, k, n, rng) for k, s in enumerate(specs)]
@@ -296,9 +298,9 @@ def make_video(i: int, acc: Account, rng: np.random.Generator):
   lpv = float(np.clip(1.0 + 3.0 * hot + 1.0 * (tone == "cheerful") + rng.normal(0, 0.25), 0.2, 9.0))
   views = float(round(acc.followers * float(np.exp(rng.normal(-0.5, 0.3))) * (np.mean(replay) / 40)))
   likes = float(round(views * lpv / 100))
-  asr = [MOTION_ASR[s.motion].format(colour=s.colour, object=s.obj) for s in specs]
+  asr = [MOTION_ASR[s.motion].format(object=s.obj) for s in specs]
   asr[0] = f"welcome to {acc.brand}, " + asr[0]
-  ocr = [[acc.brand.upper()] if k == 0 else (["NEW"] if rng.uniform() < 0.2 else []) for k in range(n)]
+  ocr = [[acc.brand.upper()] if k == 0 else [] for k in range(n)]
   vid = f"bw{i:06d}"
   words = TOPIC_WORDS[topic]
   row = {
@@ -315,7 +317,7 @@ def make_video(i: int, acc: Account, rng: np.random.Generator):
                         "processed_marker_duration": 1.0, "multiplier": 1.0, "markers": markers},
       "likes": likes, "views": views,
       "metadata": {"title": f"{acc.brand}: {words[int(rng.integers(4))]} with the {specs[0].colour} {specs[0].obj}",
-                   "description": f"{n} scenes from {acc.brand}.", "length": float(sum(durations)),
+                   "description": "", "length": float(sum(durations)),
                    "date": _date(int(rng.integers(DAYS)))},
       "channel_data": {"channel_id": acc.handle, "company_name": acc.brand, "subscribers": float(acc.followers)},
       "media_path": f"media/{vid}.gif",
