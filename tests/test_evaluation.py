@@ -53,16 +53,17 @@ def test_label_accuracy():
 def test_parsers_read_every_template_format():
   target = "Scene 2: {Replay: 60%}, Scene 5: {Replay: 7%}, Views: 2.1 Million, Likes-per-View: 2.5%"
   parsed = behavior.parse_lcbm_target(target)
-  assert parsed["replay"] == {2: 60.0, 5: 7.0}
+  assert parsed["replay"] == {1: 60.0, 4: 7.0}  # 0-based scene index
   assert parsed["views"] == pytest.approx(2.1e6)
   assert parsed["likes_per_view"] == pytest.approx(2.5)
   assert behavior.parse_views("346 thousand") == pytest.approx(346e3)
   assert behavior.parse_views("1.2 Billion") == pytest.approx(1.2e9)
   assert behavior.parse_views("950") == 950
   blift = ("Scene 1: a dog runs\nScene 2: a cat\n>>> BEHAVIOR <<<\nThe video will be liked by 2.0% of viewers\n"
-           "1. nice\nScene 1: 0.06\nScene 2: 0.4")
+           "The post will receive 346 thousand upvotes.\nReplays: Scene 1: 0.06, Scene 2: 0.40")
   assert behavior.parse_blift_liked(blift) == pytest.approx(2.0)
-  assert behavior.parse_blift_replays(blift) == {1: 0.06, 2: 0.4}
+  assert behavior.parse_blift_replays(blift) == {0: 0.06, 1: 0.4}
+  assert behavior.parse_blift_upvotes(blift) == pytest.approx(346e3)
   assert behavior.parse_like_level("This tweet has low likes.") == "low"
   assert behavior.parse_like_level("HIGH") == "high"
   assert behavior.parse_like_level("medium likes", behavior.LIKE_LEVELS) == "medium"
@@ -78,6 +79,7 @@ def test_parsers_never_crash_on_garbage(garbage):
   assert math.isnan(behavior.parse_views(garbage))
   assert math.isnan(behavior.parse_likes_per_view(garbage))
   assert math.isnan(behavior.parse_blift_liked(garbage))
+  assert math.isnan(behavior.parse_blift_upvotes(garbage))
   assert behavior.parse_like_level(garbage) is None
   parsed = behavior.parse_lcbm_target(garbage)
   pred, true = behavior.align_replays(parsed["replay"], {1: 40.0, 2: 60.0})

@@ -34,6 +34,7 @@ _BLIFT_SCENE_RE = re.compile(r"scene\s*(\d+)\s*:\s*(" + _NUM + r")(?![\d.])", re
 _VIEWS_RE = re.compile(r"views\s*:?\s*(" + _NUM + r")\s*([a-z]*)", re.I)
 _LPV_RE = re.compile(r"likes[\s-]*per[\s-]*views?\s*:?\s*(" + _NUM + r")\s*%?", re.I)
 _BLIFT_LIKED_RE = re.compile(r"liked\s+by\s+(" + _NUM + r")\s*%", re.I)
+_UPVOTES_RE = re.compile(r"receive\s+(" + _NUM + r"\s*[a-z]*)\s+upvotes", re.I)
 _LEVEL_RE = re.compile(r"\b(low|medium|high)\b", re.I)
 
 _SCALE_WORDS = {
@@ -74,7 +75,8 @@ def parse_likes_per_view(text: str) -> float:
 
 
 def parse_lcbm_replays(text: str) -> dict[int, float]:
-  """"Scene 2: {Replay: 60%}, Scene 3: {Replay: 41%}" -> {2: 60.0, 3: 41.0}.
+  """"Scene 2: {Replay: 60%}, Scene 3: {Replay: 41%}" -> {1: 60.0, 2: 41.0} (0-based scene index,
+  as in `Verbalized.answer`).
 
   Values outside 0-100 are dropped (they count as unparseable for that scene); the first value
   for a scene wins when a generation repeats it.
@@ -83,23 +85,25 @@ def parse_lcbm_replays(text: str) -> dict[int, float]:
   if not isinstance(text, str):
     return out
   for m in _LCBM_SCENE_RE.finditer(text):
-    scene, value = int(m.group(1)), float(m.group(2))
+    scene, value = int(m.group(1)) - 1, float(m.group(2))
     if 0 <= value <= 100 and scene not in out:
       out[scene] = value
   return out
 
 
 def parse_blift_replays(text: str) -> dict[int, float]:
-  """BLIFT block "Scene 1: 0.06\nScene 2: 0.4" -> {1: 0.06, 2: 0.4} (decimals 0-1)."""
+  """BLIFT "Replays: Scene 1: 0.06, Scene 2: 0.40" -> {0: 0.06, 1: 0.4} (0-based scene, decimals 0-1)."""
   out: dict[int, float] = {}
   if not isinstance(text, str):
     return out
-  # Only the behavior part carries replay values; scene descriptions before the separator also
-  # start with "Scene i:".
-  if ">>> BEHAVIOR <<<" in text:
-    text = text.split(">>> BEHAVIOR <<<", 1)[1]
+  # Only the behavior part carries replay values; scene descriptions before it also start with
+  # "Scene i:" (and may start with a number).
+  for marker in ("Replays:", ">>> BEHAVIOR <<<"):
+    if marker in text:
+      text = text.split(marker, 1)[1]
+      break
   for m in _BLIFT_SCENE_RE.finditer(text):
-    scene, value = int(m.group(1)), float(m.group(2))
+    scene, value = int(m.group(1)) - 1, float(m.group(2))
     if 0 <= value <= 1 and scene not in out:
       out[scene] = value
   return out
@@ -112,6 +116,12 @@ def parse_blift_liked(text: str) -> float:
     return math.nan
   value = float(m.group(1))
   return value if 0 <= value <= 100 else math.nan
+
+
+def parse_blift_upvotes(text: str) -> float:
+  """"The post will receive 2.1 Million upvotes." -> 2.1e6; NaN if absent."""
+  m = _UPVOTES_RE.search(text) if isinstance(text, str) else None
+  return parse_views(m.group(1)) if m else math.nan
 
 
 def parse_like_level(text: str, levels: Sequence[str] = ("low", "high")) -> str | None:
