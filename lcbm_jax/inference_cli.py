@@ -20,7 +20,7 @@ from lcbm_jax.errors import UserError
 def preprocess_image(image, size: int, mean=None, std=None) -> np.ndarray:
   """PIL image -> float32[size, size, 3], CLIP-normalised.
 
-  Same steps and rounding as CLIPImageProcessor (PIL backend): RGB, bicubic resize of the shortest
+  Same steps and rounding as CLIPImageProcessor (PIL backend): RGB (alpha over white), bicubic resize of the shortest
   edge to `size` (the long edge truncated to int), center crop, x / 255 in float64 then float32,
   (x - mean) / std in float32.
   """
@@ -28,6 +28,9 @@ def preprocess_image(image, size: int, mean=None, std=None) -> np.ndarray:
   from lcbm_jax.model import presets
   mean = np.asarray(presets.CLIP_MEAN if mean is None else mean, np.float32)
   std = np.asarray(presets.CLIP_STD if std is None else std, np.float32)
+  if "A" in image.getbands() or image.info.get("transparency") is not None:
+    # Transparency is composited onto white, as transformers does.
+    image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
   image = image.convert("RGB")
   w, h = image.size
   short, long = min(w, h), max(w, h)

@@ -151,10 +151,19 @@ def test_export_loads_in_transformers(tok, tmp_path):
   assert hf_tok.encode("<image>", add_special_tokens=False) == tok.encode("<image>")[1:]
 
   proc = AutoProcessor.from_pretrained(str(tmp_path / "out"))
-  img = H.random_image(3, size=(70, 40))
   text = "USER: <image>\nhow many likes? ASSISTANT:"
-  got = proc(images=[img], text=text, return_tensors="np")
-  np.testing.assert_allclose(got["pixel_values"][0].transpose(1, 2, 0), preprocess_image(img, H.IMAGE_SIZE),
-                             atol=1e-6, rtol=0)
+  # Landscape, portrait, square-and-small, grayscale and RGBA (alpha over white) inputs.
+  for k, (size, mode) in enumerate([((70, 40), "RGB"), ((33, 90), "RGB"), ((20, 20), "L"), ((48, 64), "RGBA")]):
+    img = H.random_image(k, size=size)
+    img = img.convert(mode) if mode != "RGBA" else _with_alpha(img)
+    got = proc(images=[img], text=text, return_tensors="np")
+    np.testing.assert_allclose(got["pixel_values"][0].transpose(1, 2, 0), preprocess_image(img, H.IMAGE_SIZE),
+                               atol=1e-6, rtol=0, err_msg=f"{size} {mode}")
   # The processor adds BOS (add_special_tokens) and expands <image> to our number of tokens.
   assert got["input_ids"][0].tolist() == expand_image_tokens(tok.encode(text, add_bos=True), tok.image_id, N_IMG)
+
+
+def _with_alpha(img):
+  rgba = img.convert("RGBA")
+  rgba.putalpha(H.random_image(9, size=img.size).convert("L"))
+  return rgba
