@@ -112,7 +112,7 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
 
   split = "train" if "train" in splits else splits[0]
   corpus = pipeline.Corpus(data_dir, split)
-  tok = Tokenizer.load(tokenizer) if tokenizer else _train_inspect_tokenizer(corpus)
+  tok = Tokenizer.load(tokenizer) if tokenizer else train_corpus_tokenizer(corpus)
   out.append(f"\n== one verbalized sample per task ({split} split)")
   out.extend(_task_samples(corpus, max_images))
 
@@ -158,16 +158,17 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
   return "\n".join(out)
 
 
-def _train_inspect_tokenizer(corpus: pipeline.Corpus) -> Tokenizer:
+def train_corpus_tokenizer(corpus: pipeline.Corpus, vocab_size: int = _INSPECT_VOCAB,
+                           max_records: int = 2000) -> Tokenizer:
+  """A tokenizer trained (in seconds) on every task's verbalization of the corpus's first records."""
   texts = []
-  rng = np.random.default_rng(0)
-  for i in range(min(len(corpus), 2000)):
+  for i in range(min(len(corpus), max_records)):
     record = corpus[i]
     for task in verbalize.TASKS:
       if verbalize.applies(record, task, corpus.context):
-        texts.append(verbalize.verbalize(record, task, rng=rng, max_images=4, context=corpus.context).text)
-        break
-  return Tokenizer.train(texts, _INSPECT_VOCAB)
+        texts.append(verbalize.verbalize(record, task, rng=np.random.default_rng(i), max_images=4,
+                                         context=corpus.context).text)
+  return Tokenizer.train(texts, vocab_size)
 
 
 def _task_samples(corpus: pipeline.Corpus, max_images: int) -> list[str]:

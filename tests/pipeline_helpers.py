@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from data_pipeline import commands, pipeline, verbalize
 from data_pipeline.sources import behavior_world
-from data_pipeline.tokenizer import Tokenizer
 
 TINY_COUNTS = {("cbc", "train"): 10, ("cbc", "test"): 4, ("blift", "train"): 10, ("blift", "test"): 0,
                ("tweets", "train"): 20, ("tweets", "test_time"): 0, ("tweets", "test_brand"): 0}
@@ -23,15 +20,7 @@ def build_tiny(root: str, counts=None) -> tuple[str, str]:
 
 
 def train_tokenizer(data_dir: str, out_dir: str, vocab_size: int = 500) -> str:
-  corpus = pipeline.Corpus(data_dir, "train")
-  texts = []
-  for i in range(len(corpus)):
-    r = corpus[i]
-    for t in verbalize.TASKS:
-      if verbalize.applies(r, t, corpus.context):
-        texts.append(verbalize.verbalize(r, t, rng=np.random.default_rng(i), max_images=4,
-                                         context=corpus.context).text)
-  Tokenizer.train(texts, vocab_size, out_dir)
+  commands.train_corpus_tokenizer(pipeline.Corpus(data_dir, "train"), vocab_size).save(out_dir)
   return out_dir
 
 
