@@ -64,6 +64,9 @@ def _load(checkpoint: str):
   cfg, params, tok = ckpt.load_for_inference(checkpoint)
   if tok is None:
     raise UserError(f"{checkpoint} holds no tokenizer (tokenizer.model); save or export it with one")
+  if tok.image_id != cfg.image_token_id:
+    raise UserError(f"{checkpoint}: the tokenizer's <image> id is {tok.image_id} but the model expects "
+                    f"{cfg.image_token_id}; the tokenizer does not belong to this model")
   return cfg, params, tok
 
 

@@ -42,6 +42,22 @@ def test_import_export_bit_for_bit(tok, tmp_path, dtype, tied):
   assert str(next(iter(got.values())).dtype) == dtype
 
 
+def test_sharded_read_and_write(tok, tmp_path, monkeypatch):
+  from transformers import LlavaForConditionalGeneration
+  model = H.hf_llava(tok)
+  model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+  assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+  cfg, params, _ = hf.load_llava(str(tmp_path / "sharded"))
+  monkeypatch.setattr(hf, "_SHARD_BYTES", 100_000)
+  hf.save_llava(str(tmp_path / "out"), cfg, params, tok)
+  assert len(list((tmp_path / "out").glob("model-*-of-*.safetensors"))) > 1
+  reloaded, info = LlavaForConditionalGeneration.from_pretrained(str(tmp_path / "out"), output_loading_info=True)
+  assert not info["missing_keys"] and not info["unexpected_keys"]
+  want = dict(model.state_dict())
+  for name, t in reloaded.state_dict().items():
+    assert t.equal(want[name]), name
+
+
 def test_export_dtype_cast(tok, tmp_path):
   cfg = H.our_config(tok)
   params = H.our_random_params(cfg)
