@@ -1,5 +1,4 @@
 """Source readers on hand-written fixtures in each public schema, a corrupted corpus, and the generator."""
-import collections
 import json
 import math
 import os
@@ -75,7 +74,8 @@ def _cbc_rows():
                              "objects": ["man", "car", "logo"]},
        # 1 s of quarter markers (max 0.6), one 2 s marker, then 1 s of quarters (max 0.356), a 0.5 s tail.
        "replay_graphs": {"original_marker_duration": 0.25, "processed_marker_duration": 1.0, "multiplier": 1.0,
-                         "markers": quarter(0.0, [0.2, 0.6, 0.1, 0.3]) + [{"start": 1.0, "end": 3.0, "replay_score": 0.9}]
+                         "markers": quarter(0.0, [0.2, 0.6, 0.1, 0.3])
+                         + [{"start": 1.0, "end": 3.0, "replay_score": 0.9}]
                          + quarter(3.0, [0.1, 0.356, 0.2, 0.0]) + [{"start": 4.0, "end": 4.5, "replay_score": 0.5}]},
        "likes": 1500.0, "views": 60000.0,
        "metadata": {"title": "Cars", "description": "A car ad", "length": 4.5, "date": "2021-07-08"},
@@ -148,7 +148,8 @@ def test_generated_corpus_loads_through_public_readers(tmp_path):
       assert r.source == entry["source"] and r.latent == {}
       if r.source == "cbc":
         frames = rec.check_media(r.content.media[0], str(tmp_path / "cbc"))
-        assert frames == len(r.content.scenes) == len(r.behavior.replay) and behavior_world.MIN_SCENES <= frames <= behavior_world.MAX_SCENES
+        assert frames == len(r.content.scenes) == len(r.behavior.replay)
+        assert behavior_world.MIN_SCENES <= frames <= behavior_world.MAX_SCENES
   via_world = list(behavior_world.read(str(tmp_path), with_latent=True))
   assert len(via_world) == 21 and all(set(r.latent) >= {"tone", "topic", "memorability"} for r in via_world)
   assert len(list(behavior_world.read(str(tmp_path), split="test_brand"))) == 3

@@ -470,7 +470,8 @@ def generate(out: str, seed: int = 0, size: str = "small", progress: bool = True
     files.append({"source": "tweets", "split": split, "path": f"tweets/{split}.jsonl", "count": len(rows)})
 
   _write_jsonl(latent_rows, os.path.join(out, "latent.jsonl"))
-  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "size": size if counts == SIZES[size] else "custom", "image_size": IMAGE_SIZE,
+  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": IMAGE_SIZE,
+              "size": size if counts == SIZES[size] else "custom",
               "files": files, "latent": "latent.jsonl", "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
   with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -154,6 +154,7 @@ def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehavi
     for batch in pf.iter_batches(batch_size=256):
       for row in batch.to_pylist():
         location = f"{file}:{row_index}"
-        rid = row.get("video_id") if isinstance(row.get("video_id"), str) and row.get("video_id") else f"{name}:{row_index}"
+        vid = row.get("video_id")
+        rid = vid if isinstance(vid, str) and vid else f"{name}:{row_index}"
         row_index += 1
         yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root)

@@ -88,7 +88,7 @@ def _number(value: Any, field: str) -> float:
   return float(value)
 
 
-def record_from_row(row: dict[str, Any], fallback_id: str) -> rec.ContentBehaviorRecord:
+def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
   """Generic schema row -> record; raises RecordError on a bad field."""
   rid = rec.as_text(row.get("record_id"), "record_id", required=True)
   c = _obj(row.get("content"), "content")
@@ -130,4 +130,4 @@ def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehavi
         yield row
         continue
       rid = row_id(row, "record_id", fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: record_from_row(row, rid), rid, SOURCE, location, root)
+      yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root)
