@@ -610,7 +610,7 @@ def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer 
                   seed: int = 0, content_only: bool = False, **task_options) -> Iterator[EvalExample]:
   """Records of `split` that support `task`, verbalized deterministically (rng per (seed, record)).
 
-  A record whose media fails to decode is skipped and reported on stderr at the end (counted, not lost).
+  A record whose media fails to decode (or whose template fails) is skipped and counted on stderr.
   `task_options` go to `verbalize.verbalize` (e.g. kbft `regime="past"`).
   """
   if task not in verbalize.TASKS:
@@ -624,8 +624,12 @@ def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer 
     record = corpus[i]
     if not verbalize.applies(record, task, corpus.context):
       continue
-    v = verbalize.verbalize(record, task, rng=np.random.default_rng([seed, i]), max_images=max_images,
-                            content_only=content_only, context=corpus.context, **task_options)
+    try:
+      v = verbalize.verbalize(record, task, rng=np.random.default_rng([seed, i]), max_images=max_images,
+                              content_only=content_only, context=corpus.context, **task_options)
+    except ValueError:   # a template that cannot use this record's values (counted as in training)
+      bad["verbalize_error"] = bad.get("verbalize_error", 0) + 1
+      continue
     ids, flags = tok.encode_segments([s.text for s in v.segments], [s.is_target for s in v.segments])
     n = flags.index(True) if True in flags else len(ids)
     try:
@@ -640,5 +644,5 @@ def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer 
                       answer=v.answer)
     yielded += 1
   if bad:
-    print(f"eval_examples: skipped (quarantined at decode) {bad}", file=sys.stderr)
+    print(f"eval_examples({split}, {task}): quarantined {bad}", file=sys.stderr)
 
