@@ -554,7 +554,8 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
              lambda r, ctx: _has_video_replay(r), _behavior_simulation),
     TaskSpec("kbft", VERSIONS["kbft"], lambda r, ctx: _has_video_replay(r), _kbft),
     TaskSpec("content_simulation_choice", VERSIONS["content_simulation_choice"],
-             lambda r, ctx: any(s.asr.strip() for s in r.content.scenes) and len(r.content.scenes) > 1,
+             lambda r, ctx: (ctx is not None and bool(ctx.asr_pool) and len(r.content.scenes) > 1
+                             and any(s.asr.strip() for s in r.content.scenes)),
              _content_simulation_choice),
     TaskSpec("tweet_generation", VERSIONS["tweet_generation"],
              lambda r, ctx: bool(r.content.text.strip()) and _level_known(r, ctx),

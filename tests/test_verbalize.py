@@ -260,4 +260,6 @@ def test_errors_name_the_fix():
   with pytest.raises(ValueError, match="applies"):
     verbalize.verbalize(post, "kbft", rng=np.random.default_rng(0), max_images=1)
   assert not verbalize.applies(tweet, "likes_high_low", None)
+  assert not verbalize.applies(video, "content_simulation_choice", None)   # no distractors without a context
+  assert verbalize.applies(video, "content_simulation_choice", context)
   assert verbalize.applies(tweet, "likes_high_low", context)
