@@ -35,7 +35,7 @@ def run(data_dir: str, tokenizer_dir: str, workers: list[int], batches: int, ima
     seconds = time.perf_counter() - t0
     results.append({"workers": w, "samples": samples, "batches": batches, "seconds": seconds,
                     "samples_per_s": samples / seconds})
-    del it
+    it.close()
   return results
 
 

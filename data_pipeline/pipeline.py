@@ -407,14 +407,15 @@ class DataIterator:
   """Batches (contract §5) for one process; checkpointable with get_state/set_state."""
 
   def __init__(self, config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer,
-               transforms: Sequence[grain.transforms.Map]):
+               transforms: Sequence[grain.transforms.Map], state: Mapping[str, Any] | None = None):
     self.config, self.corpus, self.tokenizer = config, corpus, tokenizer
     self._transforms = list(transforms)
     self.epoch_size = corpus.shard_size(config.process_index, config.process_count)
     self._total = _INFINITE if config.num_epochs is None else self.epoch_size * config.num_epochs
     self._targets: dict[int, int] = {}
     self.quarantine_examples: dict[str, list[tuple[str, str]]] = {}
-    self.set_state(None)
+    self._it = None
+    self.set_state(state)
 
   # -- state ------------------------------------------------------------------------------
 
@@ -441,7 +442,14 @@ class DataIterator:
     self._pending: dict | None = None
     self._uncounted: list[dict] = []      # quarantined samples not yet behind an emitted batch
     self._next_read = self._pos
+    self.close()
     self._it = self._open(self._pos)
+
+  def close(self) -> None:
+    """Stops the Grain worker processes (also done when the iterator is garbage-collected)."""
+    if self._it is not None:
+      self._it.close()
+      self._it = None
 
   def _open(self, k: int) -> Iterator[dict]:
     ds = grain.MapDataset.range(k, max(k, self._total))
@@ -572,10 +580,7 @@ def make_iterator(config: PipelineConfig, state: Mapping[str, Any] | None = None
   config.validate()
   tokenizer = Tokenizer.load(config.tokenizer)
   corpus = Corpus(config.data_dir, config.split)
-  it = DataIterator(config, corpus, tokenizer, build_transforms(config, corpus, tokenizer))
-  if state is not None:
-    it.set_state(state)
-  return it
+  return DataIterator(config, corpus, tokenizer, build_transforms(config, corpus, tokenizer), state)
 
 
 def make_global(batch: Mapping[str, np.ndarray], mesh, sharding=None) -> dict[str, Any]:
