@@ -65,7 +65,10 @@ class Verbalized:
 
 @dataclasses.dataclass(frozen=True)
 class LikeLevels:
-  """Per-account like percentiles from the training split: account -> (60th, 90th) percentile."""
+  """Per-account like percentiles from the training split: `level_key(record)` -> (60th, 90th).
+
+  Keys are "source/account": one brand's tweets and its videos get likes on different scales, so
+  their percentiles are kept apart."""
   thresholds: Mapping[str, tuple[float, float]]
 
   @classmethod
@@ -73,21 +76,25 @@ class LikeLevels:
     likes: dict[str, list[float]] = {}
     for r in records:
       if r.behavior.likes is not None:
-        likes.setdefault(r.communicator.account, []).append(r.behavior.likes)
+        likes.setdefault(level_key(r), []).append(r.behavior.likes)
     return cls({a: tuple(float(p) for p in np.percentile(v, LIKE_PERCENTILES)) for a, v in likes.items()})
 
   def extend(self, records: Iterable[ContentBehaviorRecord]) -> LikeLevels:
     """Adds accounts that are not known yet, fitted on `records` (the brand-split test set has
     accounts absent from training: their levels come from their own likes)."""
-    new = LikeLevels.fit(r for r in records if r.communicator.account not in self.thresholds)
+    new = LikeLevels.fit(r for r in records if level_key(r) not in self.thresholds)
     return LikeLevels({**new.thresholds, **self.thresholds})
 
   def level(self, record: ContentBehaviorRecord) -> str | None:
     """"low" | "medium" | "high", or None for an unknown account or no likes."""
-    t = self.thresholds.get(record.communicator.account)
+    t = self.thresholds.get(level_key(record))
     if t is None or record.behavior.likes is None:
       return None
     return like_level(record.behavior.likes, t)
+
+
+def level_key(record: ContentBehaviorRecord) -> str:
+  return f"{record.source}/{record.communicator.account}"
 
 
 def like_level(likes: float, thresholds: tuple[float, float]) -> str:

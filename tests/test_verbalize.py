@@ -186,8 +186,8 @@ def test_like_levels_are_per_account_percentiles():
   recs += [rec.ContentBehaviorRecord(f"b{i}", "tweets", communicator=rec.Communicator("b"),
                                      behavior=rec.Behavior(likes=1000.0 * i)) for i in range(1, 11)]
   levels = verbalize.LikeLevels.fit(recs)
-  assert levels.thresholds["a"] == pytest.approx((60.4, 90.1))   # numpy linear percentiles of 1..100
-  assert levels.thresholds["b"] == pytest.approx((6400.0, 9100.0))
+  assert levels.thresholds["tweets/a"] == pytest.approx((60.4, 90.1))   # numpy linear percentiles of 1..100
+  assert levels.thresholds["tweets/b"] == pytest.approx((6400.0, 9100.0))
   by_id = {r.record_id: levels.level(r) for r in recs}
   assert (by_id["a60"], by_id["a61"], by_id["a90"], by_id["a91"]) == ("low", "medium", "medium", "high")
   assert [by_id[f"b{i}"] for i in (6, 7, 9, 10)] == ["low", "medium", "medium", "high"]
@@ -196,7 +196,10 @@ def test_like_levels_are_per_account_percentiles():
   assert levels.level(unknown[0]) is None
   extended = levels.extend(unknown + recs[:3])   # known accounts keep their training thresholds
   assert [extended.level(r) for r in unknown] == ["low", "high"]
-  assert extended.thresholds["a"] == levels.thresholds["a"]
+  assert extended.thresholds["tweets/a"] == levels.thresholds["tweets/a"]
+  # The same account on another platform has its own scale.
+  video = dataclasses.replace(recs[0], source="cbc", behavior=rec.Behavior(likes=1e6))
+  assert levels.level(video) is None and verbalize.LikeLevels.fit([video]).level(recs[0]) is None
 
 
 def test_kbft_windows():

@@ -319,7 +319,7 @@ def make_video(i: int, acc: Account, rng: np.random.Generator):
       "metadata": {"title": f"{acc.brand}: {words[int(rng.integers(4))]} with the {specs[0].colour} {specs[0].obj}",
                    "description": "", "length": float(sum(durations)),
                    "date": _date(int(rng.integers(DAYS)))},
-      "channel_data": {"channel_id": acc.handle, "company_name": acc.brand, "subscribers": float(acc.followers)},
+      "channel_data": {"channel_id": f"UC{acc.brand.lower()}", "company_name": acc.brand, "subscribers": float(acc.followers)},
       "media_path": f"media/{vid}.gif",
   }
   gif = _encode(frames, "GIF", [int(d * 1000) for d in durations])
