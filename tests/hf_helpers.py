@@ -52,9 +52,9 @@ def hf_llava(tok, *, dtype: str = "float32", tied: bool = False, seed: int = 0):
   from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
   vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
                         image_size=IMAGE_SIZE, patch_size=PATCH, projection_dim=16)
-  tc = LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+  tc = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, vocab_size=tok.vocab_size, tie_word_embeddings=tied,
-                   rms_norm_eps=1e-5, max_position_embeddings=256, bos_token_id=tok.bos_id,
+                   rms_norm_eps=1e-5, max_position_embeddings=512, bos_token_id=tok.bos_id,
                    eos_token_id=tok.eos_id, pad_token_id=tok.pad_id, rope_parameters={"rope_type": "default", "rope_theta": 5000.0})
   cfg = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=tok.image_id,
                     image_seq_length=(IMAGE_SIZE // PATCH) ** 2, tie_word_embeddings=tied)
@@ -76,7 +76,8 @@ def our_config(tok, *, tied: bool = False):
   cfg = presets.get("tiny")
   text = dataclasses.replace(cfg.text, vocab_size=tok.vocab_size, tie_word_embeddings=tied, rope_theta=5000.0)
   vision = dataclasses.replace(cfg.vision, image_size=IMAGE_SIZE, patch_size=PATCH, num_hidden_layers=3)
-  return dataclasses.replace(cfg, text=text, vision=vision, image_token_id=tok.image_id, max_images=3)
+  # max_images 8 = what an import gets, so both parity tests share one compiled generate.
+  return dataclasses.replace(cfg, text=text, vision=vision, image_token_id=tok.image_id, max_images=8)
 
 
 def our_random_params(cfg, seed: int = 0) -> dict:
