@@ -40,15 +40,20 @@ class VisionMLP(nn.Module):
 
 
 class VisionBlock(nn.Module):
-  """One pre-LN CLIP encoder layer; scanned over layers with carry (x, selected feature)."""
+  """One pre-LN CLIP encoder layer, scanned over layers. Layers past the one LLaVA reads are
+  skipped with a cond (their parameters exist for export but cost no compute)."""
   cfg: VisionConfig
-  feature_index: int    # hidden_states index LLaVA reads (1..L after layer i)
+  feature_index: int    # hidden_states index LLaVA reads: hidden_states[i + 1] is layer i's output
   dtype: jnp.dtype
   param_dtype: jnp.dtype
 
   @nn.compact
-  def __call__(self, carry, layer_idx):
-    x_BTD, feat_BTD = carry
+  def __call__(self, x_BTD, layer_idx):
+    if self.is_initializing() or self.feature_index >= self.cfg.num_hidden_layers:
+      return self._layer(x_BTD), None
+    return nn.cond(layer_idx < self.feature_index, VisionBlock._layer, lambda _, x: x, self, x_BTD), None
+
+  def _layer(self, x_BTD):
     c = self.cfg
     h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm1")(x_BTD)
     h_BTD, _ = attention.Attention(
@@ -56,10 +61,7 @@ class VisionBlock(nn.Module):
         use_bias=True, kv_axis="heads", dtype=self.dtype, param_dtype=self.param_dtype, name="attn")(h_BTD)
     x_BTD = x_BTD + h_BTD
     h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm2")(x_BTD)
-    x_BTD = x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
-    # hidden_states[i + 1] is the output of layer i.
-    feat_BTD = jnp.where(layer_idx + 1 == self.feature_index, x_BTD, feat_BTD)
-    return (x_BTD, feat_BTD), None
+    return x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
 
 
 class VisionTower(nn.Module):
@@ -98,5 +100,5 @@ class VisionTower(nn.Module):
         length=c.num_hidden_layers, unroll=c.num_hidden_layers if self.scan_unrolled else 1,
         metadata_params={nn.PARTITION_NAME: "layers"})(
             c, self.feature_index, self.dtype, self.param_dtype, name="layers")
-    (_, feat_NTD), _ = layers((x_NTD, x_NTD), jnp.arange(c.num_hidden_layers))
-    return feat_NTD[:, 1:]
+    x_NTD, _ = layers(x_NTD, jnp.arange(c.num_hidden_layers))
+    return x_NTD[:, 1:]
