@@ -305,11 +305,11 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
     assert res[row]["replay_unparseable"]["model"] == 0, row
   bs = res["behavior_simulation"]
   # Views and upvotes in words lose precision ("1 thousand" for 1221), so only near-perfect.
-  assert bs["views_unparseable"]["model"] == 0 and bs["views_r2 (log10)"]["model"] > 0.95
+  assert bs["views_unparseable"]["model"] == 0 and bs["views_log10_r2"]["model"] > 0.95
   assert bs["likes_per_view_rmse"]["model"] < 0.05 and bs["likes_per_view_unparseable"]["model"] == 0
   assert bs["replay_rmse"]["baselines"]["position_mean"] > 0
   assert res["likes_high_low/time"]["accuracy"]["model"] == 1.0
   assert res["tweet_generation"]["bleu4"]["model"] == pytest.approx(1.0)
   assert res["tweet_generation"]["rougeL"]["model"] == pytest.approx(1.0)
-  assert res["blift"]["upvotes_unparseable"]["model"] == 0 and res["blift"]["upvotes_r2 (log10)"]["model"] > 0.9
+  assert res["blift"]["upvotes_unparseable"]["model"] == 0 and res["blift"]["upvotes_log10_r2"]["model"] > 0.9
   assert res["blift"]["liked_percent_rmse"]["model"] < 0.05

@@ -282,10 +282,10 @@ def _scalar_rows(name: str, pred, true, train_mean: float, log10: bool = False) 
   m = behavior.regression_metrics(pred, true, train_mean, log10=log10)
   b = behavior.regression_metrics([train_mean] * len(true), true, train_mean, log10=log10)
   n = m["n"]
-  scale = " (log10)" if log10 else ""
+  scale = "_log10" if log10 else ""
   return {
-      f"{name}_rmse{scale}": _row(m["rmse"], n, train_mean=b["rmse"]),
-      f"{name}_r2{scale}": _row(m["r2"], n, train_mean=b["r2"]),
+      f"{name}{scale}_rmse": _row(m["rmse"], n, train_mean=b["rmse"]),
+      f"{name}{scale}_r2": _row(m["r2"], n, train_mean=b["r2"]),
       f"{name}_acc_within_10%": _row(m["acc_within_10pct"], n, train_mean=b["acc_within_10pct"]),
       f"{name}_unparseable": _row(m["unparseable"], n),
   }
