@@ -366,7 +366,8 @@ class Packer:
     return row or None
 
 
-def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConfig, pad_id: int) -> dict[str, np.ndarray]:
+def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConfig,
+             pad_id: int) -> dict[str, np.ndarray]:
   """Rows of samples -> the contract §5 batch (rows beyond len(rows) are padding)."""
   L, M, S, H = config.seq_len, config.max_images, config.segments_per_row, config.image_size
   batch = {

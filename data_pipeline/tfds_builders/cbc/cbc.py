@@ -1,4 +1,5 @@
-"""TFDS builder: Content Behavior Corpus (YouTube videos; parquet, one row per video, scenes with ASR/OCR/captions and replay values) -> ArrayRecord.
+"""TFDS builder: Content Behavior Corpus (YouTube videos; parquet, one row per video, scenes with
+ASR/OCR/captions and replay values) -> ArrayRecord.
 
 Build (each `<split>.parquet` in the input directory becomes a split; a single file is `train`
 unless its name is a split name):
@@ -11,7 +12,7 @@ from data_pipeline.tfds_builders import builder
 
 
 class Cbc(builder.CorpusBuilder, skip_registration=True):
-  """Content Behavior Corpus (YouTube videos; parquet, one row per video, scenes with ASR/OCR/captions and replay values)."""
+  """Content Behavior Corpus: YouTube videos, one parquet row per video, per-scene text and replay values."""
 
   SOURCE = "cbc"
   FILE_SUFFIX = ".parquet"
