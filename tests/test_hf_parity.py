@@ -30,7 +30,7 @@ def tok(tmp_path_factory):
   return H.tiny_tokenizer(str(tmp_path_factory.mktemp("tok")))
 
 
-def _batch(tok, seed=0):
+def _batch(tok):
   """Ids (images expanded), our images [B, 3, S, S, 3], HF pixel_values [n, 3, S, S], per row."""
   rows, images, flat = [], [], []
   for r, text in enumerate(PROMPTS):

@@ -446,7 +446,10 @@ def _write_tokenizer(out_dir: str, model_bytes: bytes, image_token: str) -> dict
     f.write(model_bytes)
   with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
     json.dump(_tokenizer_json(proto), f, ensure_ascii=False)
-  piece = lambda i: proto.pieces[i].piece if 0 <= i < len(proto.pieces) else None
+
+  def piece(i):
+    return proto.pieces[i].piece if 0 <= i < len(proto.pieces) else None
+
   ids = {"bos_token_id": ts.bos_id, "eos_token_id": ts.eos_id, "pad_token_id": ts.pad_id}
   tok_cfg = {
       # The generic fast tokenizer loads tokenizer.json as written (LlamaTokenizer would rebuild it).
