@@ -174,3 +174,17 @@ def test_bad_arguments_name_the_fix(tmp_path):
     bw.generate(str(tmp_path), size="huge")
   with pytest.raises(UserError, match="manifest"):
     bw.load_manifest(str(tmp_path / "nothing"))
+
+
+def test_behavior_depends_on_the_account(corpus):
+  """Followers and each account's own like rate set the scale: median likes differ >10x across accounts,
+  and video views grow with subscribers."""
+  _, groups = corpus
+  likes = collections.defaultdict(list)
+  for r in groups[("tweets", "train")]:
+    likes[r.communicator.account].append(r.behavior.likes)
+  medians = sorted(np.median(v) for v in likes.values())
+  assert medians[-1] > 10 * medians[0]
+  videos = groups[("cbc", "train")]
+  corr = np.corrcoef(np.log([v.communicator.followers for v in videos]), np.log([v.behavior.views for v in videos]))
+  assert corr[0, 1] > 0.8
