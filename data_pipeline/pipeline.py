@@ -486,6 +486,7 @@ class DataIterator:
           return self._emit([])
         if elem is None:
           self._count_quarantine(self._total)
+          self.close()
           raise StopIteration
         self._epoch, self._batches_in_epoch = elem["epoch"], 0
         continue
@@ -499,7 +500,7 @@ class DataIterator:
         self._closed.append(row)
 
   def _peek(self) -> dict | None:
-    if self._pending is None and self._next_read < self._total:
+    if self._pending is None and self._next_read < self._total and self._it is not None:
       elem = next(self._it)
       self._next_read = elem["k"] + 1
       if "images" in elem:   # own the pixels (a worker hands over shared memory)

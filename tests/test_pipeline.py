@@ -107,7 +107,9 @@ def test_resume_with_workers_and_epoch_boundary(tiny):
   head = []
   while it.get_state()["next_k"] < per_epoch:   # stop right at the epoch boundary
     head.append(next(it))
-  resumed = pipeline.make_iterator(cfg, state=it.get_state())
+  state = it.get_state()
+  it.close()
+  resumed = pipeline.make_iterator(cfg, state=state)
   _assert_same(head + list(resumed), full)
 
 
