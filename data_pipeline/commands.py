@@ -67,15 +67,15 @@ def cli_build(args) -> int:
 # inspect
 
 def cli_inspect(args) -> int:
-  data_dir = args.dir
-  if os.path.exists(os.path.join(data_dir, "manifest.json")) and not _has_built(data_dir):
-    # A generated corpus, not yet built: build it into a temporary directory first.
-    tmp = tempfile.mkdtemp(prefix="lcbm-inspect-")
-    print(f"{data_dir} is a generated corpus; building it into {tmp} first", file=sys.stderr)
-    build_corpus("behavior_world", data_dir, tmp)
-    data_dir = tmp
-  print(inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
-                     num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
+  with tempfile.TemporaryDirectory(prefix="lcbm-inspect-") as tmp:
+    data_dir = args.dir
+    if os.path.exists(os.path.join(data_dir, "manifest.json")) and not _has_built(data_dir):
+      # A generated corpus, not yet built: build it into a temporary directory first.
+      print(f"{data_dir} is a generated corpus; building it into {tmp} first", file=sys.stderr)
+      build_corpus("behavior_world", data_dir, tmp)
+      data_dir = tmp
+    print(inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
+                       num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
   return 0
 
 

@@ -128,10 +128,12 @@ def test_packer_limits():
   assert len(p.flush()) == 1 and p.flush() is None
 
 
-def test_inspect_prints_packing_efficiency(tiny, capsys):
+def test_inspect_prints_packing_efficiency(tiny, capsys, tmp_path):
   data_dir, tok = tiny
-  assert cli.main(["data", "inspect", data_dir, "--tokenizer", tok, "--seq-len", str(SEQ)]) == 0
+  png = tmp_path / "lengths.png"
+  assert cli.main(["data", "inspect", data_dir, "--tokenizer", tok, "--seq-len", str(SEQ), "--png", str(png)]) == 0
   out = capsys.readouterr().out
+  assert png.read_bytes()[:4] == b"\x89PNG"
   for task in ("behavior_simulation", "kbft", "blift", "likes_high_low"):
     assert f"--- {task} (" in out
   assert "== token lengths" in out and "#" in out and "quarantine: none" in out
