@@ -234,3 +234,14 @@ def test_eval_examples_prefix_matches_training(tiny):
     assert collapsed + ex.target_ids[:-1].tolist() == full
     assert tok.decode(ex.target_ids).strip() == v.target.strip()
     assert ex.answer["replay"]
+
+
+def test_bench_data_prints_samples_per_second_side_by_side(tiny, capsys):
+  from lcbm_jax import cli
+  data_dir, _ = tiny
+  assert cli.main(["bench", "data", "--data", data_dir, "--workers", "0", "2", "--batches", "2",
+                   "--image-size", "32"]) == 0
+  rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["0"], ["2"])]
+  assert [r[0] for r in rows] == ["0", "2"]
+  assert rows[0][2] == "1.00x" and float(rows[1][1]) > 0
+  assert rows[0][3] == rows[1][3]   # both worker counts processed the same samples
