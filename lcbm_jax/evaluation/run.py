@@ -278,7 +278,12 @@ def _replay_rows(pred_by_video, true_by_video, scenes_by_video, base: behavior.R
   }
 
 
-def _scalar_rows(name: str, pred, true, train_mean: float, log10: bool = False) -> dict:
+def _scalar_rows(name: str, pred, true, train_values: Iterable, log10: bool = False) -> dict:
+  """RMSE / R2 / within-10% rows of one scalar behavior; none if the train split has no values."""
+  try:
+    train_mean = behavior.mean_baseline(train_values)
+  except ValueError:
+    return {}
   m = behavior.regression_metrics(pred, true, train_mean, log10=log10)
   b = behavior.regression_metrics([train_mean] * len(true), true, train_mean, log10=log10)
   n = m["n"]
@@ -316,12 +321,12 @@ def eval_behavior_simulation(runner: Runner, data: _Data, rng) -> dict:
   with_views = [(p, e) for p, e in zip(parsed, ex) if e.answer["views"] is not None]
   if with_views:
     rows.update(_scalar_rows("views", [p["views"] for p, _ in with_views], [e.answer["views"] for _, e in with_views],
-                             behavior.mean_baseline(a["views"] for a in train), log10=True))
+                             (a["views"] for a in train), log10=True))
   with_lpv = [(p, e) for p, e in zip(parsed, ex) if e.answer["likes_per_view"] is not None]
   if with_lpv:
     rows.update(_scalar_rows("likes_per_view", [p["likes_per_view"] for p, _ in with_lpv],
                              [e.answer["likes_per_view"] for _, e in with_lpv],
-                             behavior.mean_baseline(a["likes_per_view"] for a in train)))
+                             (a["likes_per_view"] for a in train)))
   out = {"behavior_simulation": rows}
   # Behavior optimization on videos: pick each channel's most replayed video by predicted mean replay.
   pred_mean = [np.nanmean(p) if not np.all(np.isnan(p)) else base.global_mean for p in map(np.asarray, preds)]
@@ -413,9 +418,12 @@ def eval_content_simulation_choice(runner: Runner, data: _Data, rng) -> dict:
 
 
 def _num_options(prompt: str) -> int:
-  """Number of listed options "1. ...", "2. ..." after the question (25, or fewer in a tiny corpus)."""
-  listing = prompt.rsplit("?\n", 1)[-1]
-  return sum(1 for line in listing.splitlines() if line.split(". ", 1)[0].isdigit())
+  """Number of options "1. ...", "2. ..." listed after the question (25, or fewer in a tiny corpus)."""
+  listing = "\n" + prompt.rsplit("Which option is", 1)[-1].split("\n", 1)[-1]
+  k = 0
+  while f"\n{k + 1}. " in listing:
+    k += 1
+  return k
 
 
 def eval_tweet_generation(runner: Runner, data: _Data, rng) -> dict:
@@ -448,13 +456,12 @@ def eval_blift(runner: Runner, data: _Data, rng) -> dict:
   if up:
     rows.update(_scalar_rows("upvotes", [behavior.parse_blift_upvotes(t) for t, _ in up],
                              [e.answer["upvotes"] for _, e in up],
-                             behavior.mean_baseline(a["upvotes"] for a in train if a["likes_percent"] is None),
-                             log10=True))
+                             (a["upvotes"] for a in train if a["likes_percent"] is None), log10=True))
   liked = [(t, e) for t, e in zip(texts, ex) if e.answer["likes_percent"] is not None]
   if liked:
     rows.update(_scalar_rows("liked_percent", [behavior.parse_blift_liked(t) for t, _ in liked],
                              [e.answer["likes_percent"] for _, e in liked],
-                             behavior.mean_baseline(a["likes_percent"] for a in train)))
+                             (a["likes_percent"] for a in train)))
   vids = [(t, e) for t, e in zip(texts, ex) if e.answer["replay"] is not None]
   if vids:
     # BLIFT writes replays as decimals 0-1; metrics use LCBM's 0-100 scale so they compare across tasks.
