@@ -443,8 +443,8 @@ class DataIterator:
     self._pending: dict | None = None
     self._uncounted: list[dict] = []      # quarantined samples not yet behind an emitted batch
     self._next_read = self._pos
-    self.close()
-    self._it = self._open(self._pos)
+    self._done = False
+    self.close()   # the Grain iterator (and its workers) starts at the first read
 
   def close(self) -> None:
     """Stops the Grain worker processes (also done when the iterator is garbage-collected)."""
@@ -487,6 +487,7 @@ class DataIterator:
         if elem is None:
           self._count_quarantine(self._total)
           self.close()
+          self._done = True
           raise StopIteration
         self._epoch, self._batches_in_epoch = elem["epoch"], 0
         continue
@@ -500,7 +501,9 @@ class DataIterator:
         self._closed.append(row)
 
   def _peek(self) -> dict | None:
-    if self._pending is None and self._next_read < self._total and self._it is not None:
+    if self._pending is None and self._next_read < self._total and not self._done:
+      if self._it is None:
+        self._it = self._open(self._next_read)
       elem = next(self._it)
       self._next_read = elem["k"] + 1
       if "images" in elem:   # own the pixels (a worker hands over shared memory)
