@@ -15,7 +15,8 @@ worker count: Grain hands out elements round-robin in index order, so 0 and 2 wo
 same batches.
 
 A sample that cannot be used never disappears: it flows on as a quarantine marker carrying its
-reason, and the main process counts it (`quarantine_counts`). A media file that fails to decode in
+reason (`no_task`, `verbalize_error`, `too_long`, or a media reason of `records.REASONS`), and the
+main process counts it (`quarantine_counts`). A media file that fails to decode in
 a worker keeps its token slots (as padding) so packing, and thus the batch count, never depends on
 decode results.
 
@@ -23,7 +24,8 @@ In the main process, samples are packed next-fit into rows of `seq_len` tokens (
 `max_images` images and `max_segments` samples per row; `pack=False` = one sample per row), rows
 are batched, and each epoch ends with a padded partial batch. With several processes, every
 process then adds empty batches up to the largest process's count for that epoch (computed by
-re-running the text-only stages for the other shards), so all processes step together.
+re-running the text-only stages for the other shards: no communication, one text pass per epoch),
+so all processes step together.
 
 Iterator state is `{next_k, epoch, batches_in_epoch, ...}` where `next_k` is the first sample not
 yet in an emitted batch; restoring re-slices the Grain dataset from there (next-fit packing is a
