@@ -16,7 +16,6 @@ import portpicker
 
 from data_pipeline import pipeline
 from lcbm_jax import sharding
-from lcbm_jax.model import presets
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import train
 from train_helpers import built_corpus
@@ -46,7 +45,7 @@ def test_two_processes_match_one(tmp_path):
 
   # Reference: one process, 2 devices, the two shards' batches concatenated in process order.
   config = config_lib.load(os.path.join(ROOT, "experiments/configs/demo.py:small"), overrides)
-  model_cfg = presets.get(config.model.preset)
+  model_cfg = train.model_config(config)
   tokenizer = os.path.join(workdir, "tokenizer")
   base = pipeline.PipelineConfig(
       data_dir=data, tokenizer=tokenizer, tasks=tuple(zip(config.data.tasks, config.data.weights)),

@@ -27,6 +27,12 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "tiny"     # name in lcbm_jax.model.presets
+  # Shape overrides of the preset (0 = keep the preset's value); heads and the rest stay as they are.
+  c.model.vocab_size = 0
+  c.model.hidden_size = 0       # LLM width
+  c.model.intermediate_size = 0  # LLM MLP width
+  c.model.num_layers = 0        # LLM layers
+  c.model.image_size = 0        # vision input side (a multiple of the patch size)
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = ""             # built data directory (`lcbm data build --out`)

@@ -199,6 +199,22 @@ def _tokenizer_dir(config, model_cfg, workdir: str) -> str:
   return out
 
 
+def model_config(config):
+  """The preset named by model.preset with the config's non-zero shape overrides applied."""
+  cfg = presets.get(config.model.preset)
+  text = {name: value for name, value in (
+      ("vocab_size", config.model.vocab_size), ("hidden_size", config.model.hidden_size),
+      ("intermediate_size", config.model.intermediate_size), ("num_hidden_layers", config.model.num_layers))
+      if value}
+  if text:
+    # head_dim follows the width unless the preset pins it.
+    head_dim = None if "hidden_size" in text else cfg.text.head_dim
+    cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, head_dim=head_dim, **text))
+  if config.model.image_size:
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, image_size=config.model.image_size))
+  return cfg
+
+
 def _fit_tokenizer(model_cfg, tokenizer):
   """The preset with the tokenizer's `<image>` id; its vocabulary must fit the embedding table."""
   if tokenizer.vocab_size > model_cfg.text.vocab_size:
@@ -225,7 +241,7 @@ def train(config, workdir: str) -> dict:
 
   # Mesh and model.
   mesh = sharding.make_mesh(data=config.mesh.data, fsdp=config.mesh.fsdp, tensor=config.mesh.tensor)
-  model_cfg = presets.get(config.model.preset)
+  model_cfg = model_config(config)
   say(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
       f"model preset {config.model.preset!r}")
 
