@@ -46,15 +46,15 @@ import grain
 import numpy as np
 from PIL import Image
 
+from data_pipeline import images as images_lib
 from data_pipeline import records as records_lib
 from data_pipeline import verbalize
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline.tokenizer import Tokenizer, expand_image_tokens
 from lcbm_jax.errors import UserError
 
-# OpenAI CLIP preprocessing (HF CLIPImageProcessor defaults).
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+CLIP_MEAN = np.array(images_lib.CLIP_MEAN, np.float32)
+CLIP_STD = np.array(images_lib.CLIP_STD, np.float32)
 _STATE_VERSION = 1
 _INFINITE = 2 ** 62   # sample count of a num_epochs=None stream (Grain ranges are lazy)
 
@@ -292,25 +292,18 @@ class DecodeMedia(grain.transforms.Map):
 
 
 def decode_image(data: bytes | None, frame: int, size: int) -> np.ndarray:
-  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (shortest edge -> size with
-  bicubic, centre crop, /255, (x - mean) / std). RecordError("corrupt_media") if it does not decode."""
+  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (`images.clip_preprocess`).
+  RecordError("corrupt_media") if it does not decode."""
   if not data:
     raise records_lib.RecordError("corrupt_media", "no media bytes")
   try:
     with Image.open(io.BytesIO(data)) as img:
       if frame:
         img.seek(frame)
-      rgb = img.convert("RGB")
+      img.load()
+      return images_lib.clip_preprocess(img, size)
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise records_lib.RecordError("corrupt_media", f"frame {frame}: {type(e).__name__}: {e}") from None
-  w, h = rgb.size
-  short = min(w, h)
-  nw, nh = (size, max(size, int(size * h / w))) if w == short else (max(size, int(size * w / h)), size)
-  rgb = rgb.resize((nw, nh), Image.BICUBIC)
-  left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
-  rgb = rgb.crop((left, top, left + size, top + size))
-  x = np.asarray(rgb, np.float32) * (1.0 / 255.0)
-  return (x - CLIP_MEAN) / CLIP_STD
 
 
 def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer, *,

@@ -18,29 +18,10 @@ from lcbm_jax.errors import UserError
 
 
 def preprocess_image(image, size: int, mean=None, std=None) -> np.ndarray:
-  """PIL image -> float32[size, size, 3], CLIP-normalised.
-
-  Same steps and rounding as CLIPImageProcessor (PIL backend): RGB (alpha over white), bicubic resize of the shortest
-  edge to `size` (the long edge truncated to int), center crop, x / 255 in float64 then float32,
-  (x - mean) / std in float32.
-  """
-  from PIL import Image
-  from lcbm_jax.model import presets
-  mean = np.asarray(presets.CLIP_MEAN if mean is None else mean, np.float32)
-  std = np.asarray(presets.CLIP_STD if std is None else std, np.float32)
-  if "A" in image.getbands() or image.info.get("transparency") is not None:
-    # Transparency is composited onto white, as transformers does.
-    image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
-  image = image.convert("RGB")
-  w, h = image.size
-  short, long = min(w, h), max(w, h)
-  new_long = int(size * long / short)
-  new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-  x = np.asarray(image.resize((new_w, new_h), resample=Image.BICUBIC))
-  top, left = (new_h - size) // 2, (new_w - size) // 2
-  x = x[top:top + size, left:left + size]
-  x = (x.astype(np.float64) * (1 / 255)).astype(np.float32)
-  return (x - mean) / std
+  """PIL image -> float32[size, size, 3]: the training pipeline's CLIP preprocessing."""
+  from data_pipeline import images
+  return images.clip_preprocess(image, size, images.CLIP_MEAN if mean is None else mean,
+                                images.CLIP_STD if std is None else std)
 
 
 def load_images(paths: list[str], size: int, mean, std) -> np.ndarray | None:

@@ -62,6 +62,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.kept: dict[str, int] = collections.Counter()
     self.generated_splits: set[str] = set()   # splits whose reader ran to the end
     self._train_records: list[records_lib.ContentBehaviorRecord] = []
+    # Test splits may hold accounts training never saw (LCBM's brand split): their like levels
+    # come from their own records (`Context.fit(unseen=...)`), never from the training accounts.
+    self._other_records: list[records_lib.ContentBehaviorRecord] = []
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
@@ -103,8 +106,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self.quarantined[split].append(records_lib.quarantine(e, item.record_id, item.source, f"#{i}"))
         continue
       self.kept[split] += 1
-      if split == "train":
-        self._train_records.append(item)
+      (self._train_records if split == "train" else self._other_records).append(item)
       # Key = position in the corpus: unique even when a corpus repeats a record id.
       yield i, {"record_id": item.record_id, "source": item.source,
                 "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": media}
@@ -115,7 +117,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     report = quarantine_report(self.name, input_desc, self.kept, self.quarantined)
     _write_json(os.path.join(self.data_dir, QUARANTINE_FILE), report)
     _write_json(os.path.join(self.data_dir, CONTEXT_FILE), context_to_json(
-        verbalize.Context.fit(self._train_records)))
+        verbalize.Context.fit(self._train_records, unseen=self._other_records)))
     return report
 
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from data_pipeline.images import CLIP_MEAN, CLIP_STD  # one definition for training and inference
 from lcbm_jax.errors import UserError
-
-# OpenAI CLIP normalisation (what the LLaVA image processor uses).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 REMAT_POLICIES = ("none", "full", "dots", "save_attn_out")
 DTYPES = ("float32", "bfloat16", "float16")
