@@ -8,14 +8,14 @@ import os
 import subprocess
 import sys
 
-import jax
 import pytest
 
 import pipeline_helpers
+from eval_helpers import random_params
 from lcbm_jax import checkpoint, cli
 from lcbm_jax.errors import UserError
 from lcbm_jax.evaluation import run
-from lcbm_jax.model import lcbm, presets
+from lcbm_jax.model import presets
 
 COUNTS = {("cbc", "train"): 12, ("cbc", "test"): 3, ("blift", "train"): 10, ("blift", "test"): 2,
           ("tweets", "train"): 40, ("tweets", "test_time"): 4, ("tweets", "test_brand"): 3}
@@ -26,7 +26,7 @@ def ckpt(tmp_path_factory):
   root = tmp_path_factory.mktemp("eval_cli")
   data_dir, tok_dir = pipeline_helpers.build_tiny(str(root), COUNTS)
   cfg = presets.get("tiny")
-  params = lcbm.init_params(cfg, jax.random.key(0))
+  params = random_params(cfg)
   path = checkpoint.save_params(root / "ckpt", cfg, params, tok_dir, config={"data": {"dir": data_dir}})
   return str(path), data_dir
 
@@ -80,6 +80,6 @@ def test_bad_checkpoint_path_is_one_line_and_exit_2(tmp_path):
 
 def test_checkpoint_without_data_dir_asks_for_data(tmp_path):
   cfg = presets.get("tiny")
-  path = checkpoint.save_params(tmp_path / "c", cfg, lcbm.init_params(cfg, jax.random.key(1)))
+  path = checkpoint.save_params(tmp_path / "c", cfg, random_params(cfg, seed=1))
   with pytest.raises(UserError, match="--data"):
     run._data_dir_from_checkpoint(str(path))

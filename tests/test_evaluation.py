@@ -202,15 +202,15 @@ def test_top1_hit_rate():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """A tiny built corpus (every split), its tokenizer and a random tiny model."""
-  import jax
   import pipeline_helpers
   from data_pipeline.tokenizer import Tokenizer
-  from lcbm_jax.model import lcbm, presets
+  from eval_helpers import random_params
+  from lcbm_jax.model import presets
 
   root = str(tmp_path_factory.mktemp("eval_corpus"))
   data_dir, tok_dir = pipeline_helpers.build_tiny(root, EVAL_COUNTS)
   cfg = presets.get("tiny")
-  return cfg, lcbm.init_params(cfg, jax.random.key(0)), Tokenizer.load(tok_dir), data_dir
+  return cfg, random_params(cfg), Tokenizer.load(tok_dir), data_dir
 
 
 EVAL_COUNTS = {("cbc", "train"): 12, ("cbc", "test"): 4, ("blift", "train"): 10, ("blift", "test"): 3,
