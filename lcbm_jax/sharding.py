@@ -10,6 +10,12 @@ instead (tiny shapes on 8 devices meet this), so every preset runs on every mesh
   params = jax.device_put(params, p_shardings)
   opt_shardings = tree_shardings(jax.eval_shape(tx.init, params), cfg, mesh)   # mu/nu like params
   batch = jax.device_put(batch, batch_sharding(mesh))      # leading axis over ("data", "fsdp")
+  with jax.set_mesh(mesh):                                 # trace/lower the model inside this
+    step = jax.jit(train_step, in_shardings=..., out_shardings=...).lower(...).compile()
+
+Under `jax.set_mesh` the model pins its activations to batch sharding (`attention.constrain`); without
+a mesh set it still runs, but XLA may gather activations across the batch (on the demo preset with
+fsdp=8 that took 4x the temporary memory: 33.6 MB vs 8.0 MB per device).
 """
 from __future__ import annotations
 

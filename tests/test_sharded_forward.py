@@ -45,7 +45,8 @@ def test_sharded_forward_equals_single_device(setup, data, fsdp, tensor):
   assert q_spec == PartitionSpec(None, "fsdp" if fsdp > 1 else None, "tensor" if tensor > 1 else None, None)
   b_sh = sharding.batch_sharding(mesh)
   args = [jax.device_put(x, b_sh) for x in batch]
-  out = jax.jit(_forward, in_shardings=(p_sh, b_sh, b_sh, b_sh, b_sh))(sharded, *args)
+  with jax.set_mesh(mesh):   # the model then pins activations to batch sharding (attention.constrain)
+    out = jax.jit(_forward, in_shardings=(p_sh, b_sh, b_sh, b_sh, b_sh))(sharded, *args)
   assert len(out.sharding.device_set) == 8
   np.testing.assert_allclose(np.asarray(out), ref, atol=1e-5, rtol=0)
 

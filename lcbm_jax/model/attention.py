@@ -32,6 +32,16 @@ def ones_init(names: tuple[str | None, ...]):
   return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
+def constrain(x, names: tuple[str | None, ...]):
+  """Pins an activation's layout by logical axis names while a mesh is set (`jax.set_mesh`, see
+  sharding.py); a no-op otherwise. Without it XLA may gather batch-sharded activations under FSDP."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  from lcbm_jax import sharding   # sharding.py imports the model; import late to avoid the cycle
+  return jax.lax.with_sharding_constraint(x, sharding.logical_to_spec(names, x.shape, mesh))
+
+
 def remat_policy(name: str):
   """The jax.checkpoint policy a config string names ("none" means no remat at all)."""
   if name == "full":

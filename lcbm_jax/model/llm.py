@@ -53,6 +53,7 @@ class DecoderBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BTD, layer_cache, mask_BTS, positions_BT, cache_index):
     c = self.cfg
+    x_BTD = attention.constrain(x_BTD, ("batch", "length", None))
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="input_layernorm")(x_BTD)
     h_BTD, new_cache = attention.Attention(
         num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
@@ -113,4 +114,4 @@ class LLM(nn.Module):
       logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, emb_VD, preferred_element_type=jnp.float32)
     else:
       logits_BTV = self.lm_head(x_BTD)
-    return logits_BTV, new_cache
+    return attention.constrain(logits_BTV, ("batch", "length", "vocab")), new_cache

@@ -40,28 +40,22 @@ class VisionMLP(nn.Module):
 
 
 class VisionBlock(nn.Module):
-  """One pre-LN CLIP encoder layer, scanned over layers. Layers past the one LLaVA reads are
-  skipped with a cond (their parameters exist for export but cost no compute)."""
+  """One pre-LN CLIP encoder layer (scan body: carry x, no per-layer input)."""
   cfg: VisionConfig
-  feature_index: int    # hidden_states index LLaVA reads: hidden_states[i + 1] is layer i's output
   dtype: jnp.dtype
   param_dtype: jnp.dtype
 
   @nn.compact
-  def __call__(self, x_BTD, layer_idx):
-    if self.is_initializing() or self.feature_index >= self.cfg.num_hidden_layers:
-      return self._layer(x_BTD), None
-    return nn.cond(layer_idx < self.feature_index, VisionBlock._layer, lambda _, x: x, self, x_BTD), None
-
-  def _layer(self, x_BTD):
+  def __call__(self, x_BTD, _):
     c = self.cfg
+    x_BTD = attention.constrain(x_BTD, ("batch", "length", None))
     h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm1")(x_BTD)
     h_BTD, _ = attention.Attention(
         num_heads=c.num_attention_heads, num_kv_heads=c.num_attention_heads, head_dim=c.head_dim,
         use_bias=True, kv_axis="heads", dtype=self.dtype, param_dtype=self.param_dtype, name="attn")(h_BTD)
     x_BTD = x_BTD + h_BTD
     h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm2")(x_BTD)
-    return x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
+    return x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD), None
 
 
 class VisionTower(nn.Module):
@@ -92,13 +86,22 @@ class VisionTower(nn.Module):
     # Created for export only; its output is unused (XLA drops the computation).
     layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "post_layernorm")(x_NTD[:, :1])
 
-    block = VisionBlock
-    if self.remat_policy != "none":
-      block = nn.remat(block, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
-    layers = nn.scan(
-        block, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=0,
-        length=c.num_hidden_layers, unroll=c.num_hidden_layers if self.scan_unrolled else 1,
-        metadata_params={nn.PARTITION_NAME: "layers"})(
-            c, self.feature_index, self.dtype, self.param_dtype, name="layers")
-    x_NTD, _ = layers(x_NTD, jnp.arange(c.num_hidden_layers))
+    n_layers, k = c.num_hidden_layers, self.feature_index
+    policy = None if self.remat_policy == "none" else attention.remat_policy(self.remat_policy)
+    unroll = max(k, 1) if self.scan_unrolled else 1
+    if self.is_initializing() or k == n_layers:
+      block = VisionBlock if policy is None else nn.remat(VisionBlock, policy=policy, prevent_cse=False)
+      layers = nn.scan(
+          block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_layers,
+          unroll=n_layers if self.scan_unrolled else 1, metadata_params={nn.PARTITION_NAME: "layers"})(
+              c, self.dtype, self.param_dtype, name="layers")
+      x_NTD, _ = layers(x_NTD, None)
+    else:
+      # LLaVA reads hidden_states[k] (k < L): scan only the first k layers' slice of the stacked
+      # weights, so later layers (kept for export) cost no compute and get zero gradients.
+      first_k = jax.tree.map(lambda w: w[:k], self.variables["params"]["layers"])
+      body = lambda x, p: VisionBlock(c, self.dtype, self.param_dtype).apply({"params": p}, x, None)
+      if policy is not None:
+        body = jax.checkpoint(body, policy=policy, prevent_cse=False)
+      x_NTD, _ = jax.lax.scan(body, x_NTD, first_k, unroll=unroll)
     return x_NTD[:, 1:]
