@@ -43,7 +43,7 @@ def test_lcbm_eval_prints_model_and_baselines_side_by_side(ckpt, capsys):
   for want in [("behavior_simulation", "replay_rmse"), ("behavior_simulation", "replay_acc<=5"),
                ("behavior_simulation", "replay_unparseable"), ("behavior_simulation", "views_log10_r2"),
                ("behavior_simulation", "likes_per_view_acc_within_10%"), ("likes_high_low/time", "accuracy"),
-               ("optimize_tweets", "top1_most_liked"),
+               ("likes_high_low/brand", "accuracy"), ("optimize_tweets", "top1_most_liked"),
                ("zero_shot_memorability", "spearman")]:
     assert want in rows, want
   line = next(l for l in table if l.startswith("behavior_simulation") and " replay_rmse " in l)
