@@ -1,0 +1,166 @@
+"""Resume acceptance, end to end through `lcbm train` in subprocesses.
+
+An uninterrupted run of N steps is the reference. A second run of the same command is interrupted
+three times -- SIGKILL while Orbax is writing a checkpoint, SIGTERM (preemption: save and exit 0),
+SIGKILL at a seeded random moment -- and resumed each time by rerunning the command. It must end with
+bit-identical parameters and optimizer state, identical per-step losses, identical per-step sample
+ids and the same data-iterator position as the reference.
+
+The runs share a JAX compilation cache (in the test's temp dir) so only the first one compiles.
+"""
+import glob
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from lcbm_jax import checkpoint as ck
+from train_helpers import built_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+N_STEPS = 8
+CONFIG = f"{REPO}/experiments/configs/demo.py:small"
+# seq_len 512: the tiny preset's longest, so every CBC sample of the small corpus fits.
+OVERRIDES = (f"--config.num_steps={N_STEPS}", "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=2",
+             "--config.log.every_steps=1", "--config.eval.every_steps=0", "--config.eval.batches=1",
+             "--config.mesh.data=1", "--config.mesh.fsdp=8", "--config.data.seq_len=512")
+DEADLINE_S = 400
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("resume")
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+  return {"root": root, "env": env, "data": built_corpus(root)}
+
+
+def _cmd(setup, workdir, *extra) -> list[str]:
+  return [sys.executable, "-m", "lcbm_jax.cli", "train", "--config", CONFIG, "--workdir", str(workdir),
+          f"--config.data.dir={setup['data']}", *OVERRIDES, *extra]
+
+
+def _run(setup, workdir, *extra) -> str:
+  proc = subprocess.run(_cmd(setup, workdir, *extra), env=setup["env"], capture_output=True, text=True,
+                        timeout=DEADLINE_S)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stderr
+
+
+def _start(setup, workdir, *extra) -> subprocess.Popen:
+  return subprocess.Popen(_cmd(setup, workdir, *extra), env=setup["env"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc, condition, what: str):
+  start = time.monotonic()
+  while not condition():
+    if proc.poll() is not None:
+      raise AssertionError(f"run ended (rc {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+    if time.monotonic() - start > DEADLINE_S:
+      proc.kill()
+      raise AssertionError(f"timed out waiting for {what}")
+    time.sleep(0.0005)
+
+
+def _logged_steps(workdir) -> list[int]:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+  return [r["step"] for r in records if "train/loss" in r]
+
+
+def _last_per_step(path, key) -> dict:
+  """step -> value of `key` in the last line for that step (steps re-run after a kill log twice)."""
+  out = {}
+  for line in pathlib.Path(path).read_text().splitlines():
+    record = json.loads(line)
+    if key in record:
+      out[record["step"]] = record[key]
+  return out
+
+
+def _final(workdir):
+  step_dir = pathlib.Path(workdir) / ck.CHECKPOINTS / str(N_STEPS)
+  assert ck.check_step(step_dir) is None
+  meta = ocp.StandardCheckpointHandler().metadata(step_dir / "state").tree
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+  with ocp.PyTreeCheckpointer() as ckptr:
+    state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(restore_args=restore_args))
+  return state, json.loads((step_dir / "data" / "process_0.json").read_text())
+
+
+def _assert_same_run(ref, other):
+  (ref_state, ref_data), (state, data) = _final(ref), _final(other)
+  assert int(state["step"]) == N_STEPS
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(ref_state)[0], jax.tree.leaves(state), strict=True):
+    assert a.dtype == b.dtype and np.array_equal(a, b), f"{jax.tree_util.keystr(path)} differs"
+  assert data == ref_data   # data position, quarantine counts, tokens and batches consumed
+  losses = _last_per_step(ref / "metrics.jsonl", "train/loss")
+  assert sorted(losses) == list(range(1, N_STEPS + 1))
+  assert _last_per_step(other / "metrics.jsonl", "train/loss") == losses
+  ids = _last_per_step(ref / "sample_ids.process_0.jsonl", "sample_ids")
+  assert sorted(ids) == list(range(1, N_STEPS + 1))
+  flat = [i for s in sorted(ids) for i in ids[s]]
+  assert len(flat) == len(set(flat)) and len(flat) >= N_STEPS   # no sample twice within the run
+  assert _last_per_step(other / "sample_ids.process_0.jsonl", "sample_ids") == ids
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(setup):
+  ref = setup["root"] / "ref"
+  _run(setup, ref)
+  tokenizer = f"--config.data.tokenizer={ref / 'tokenizer'}"   # trained once, by the reference run
+  run = setup["root"] / "run"
+  ckpts = run / ck.CHECKPOINTS
+
+  # 1) SIGKILL while Orbax is writing step >= 4 (its temporary directory exists).
+  def saving_step() -> int:
+    tmp = glob.glob(str(ckpts / "*.orbax-checkpoint-tmp*"))
+    return max((int(pathlib.Path(t).name.split(".")[0]) for t in tmp), default=0)
+
+  proc = _start(setup, run, tokenizer)
+  _wait_for(proc, lambda: saving_step() >= 4, "a save of step >= 4")
+  killed_during = saving_step()
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate()
+  assert proc.returncode == -signal.SIGKILL
+  # The step being written is unusable (uncommitted, or committed without its manifest); the one
+  # before it verifies (its manifest is written before the next save starts).
+  assert ck.check_step(ckpts / str(killed_during)) is not None
+  good, _ = ck.find_latest_good_step(ckpts)
+  assert good == killed_during - 2
+
+  # 2) SIGTERM once the resumed run has made a step: it saves that step, exits 0.
+  proc = _start(setup, run, tokenizer)
+  _wait_for(proc, lambda: _logged_steps(run).count(good + 1) == 2, f"step {good + 1} again")
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=DEADLINE_S)
+  assert proc.returncode == 0, err[-3000:]
+  assert f"resumed from step {good}" in err
+  preempted = max(ck.list_steps(ckpts))
+  assert preempted > good and f"preempted: saved step {preempted}" in err
+  assert ck.find_latest_good_step(ckpts) == (preempted, {})
+
+  # 3) SIGKILL at a seeded random moment after the resumed run starts logging.
+  logged = len(_logged_steps(run))
+  proc = _start(setup, run, tokenizer)
+  _wait_for(proc, lambda: len(_logged_steps(run)) > logged, "a new step")
+  time.sleep(random.Random(20261122).uniform(0.0, 3.0))
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate()
+
+  # 4) Run to the end.
+  err = _run(setup, run, tokenizer)
+  assert "resumed from step" in err
+  _assert_same_run(ref, run)
