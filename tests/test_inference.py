@@ -71,7 +71,7 @@ def test_prefill_then_decode_equals_full_forward(params, prompts):
   for b, r in enumerate(rows):
     full = _full_logits(params, r + conts[b][:steps - 1], images[b])
     want = full[len(r) - 1:]
-    np.testing.assert_allclose(np.stack([g[b] for g in got]), want, atol=2e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.stack([g[b] for g in got]), want, atol=1e-4, rtol=0)   # logits up to ~13
 
 
 def test_greedy_generate_is_argmax_of_full_forward(params, prompts):
