@@ -36,16 +36,13 @@ from lcbm_jax.model.projector import Projector
 from lcbm_jax.model.vision import VisionTower
 
 
-def dtype_of(name: str) -> jnp.dtype:
-  return jnp.dtype(name)
-
-
 class LCBM(nn.Module):
+  """The whole model; see the module docstring for the two ways to call it."""
   cfg: LCBMConfig
 
   def setup(self):
     c = self.cfg
-    dt, pdt = dtype_of(c.compute_dtype), dtype_of(c.param_dtype)
+    dt, pdt = jnp.dtype(c.compute_dtype), jnp.dtype(c.param_dtype)
     self.vision = VisionTower(c.vision, c.vision_feature_index, c.remat_policy, not c.scan, dt, pdt)
     self.projector = Projector(c.projector, c.text.hidden_size, dt, pdt)
     self.llm = LLM(c.text, c.remat_policy, not c.scan, dt, pdt)
@@ -66,7 +63,8 @@ class LCBM(nn.Module):
     is_image_BT = input_ids_BT == self.cfg.image_token_id
     # k-th image token of a row -> feature k. A one-hot matmul rather than a gather: static shapes,
     # exact (HIGHEST precision; one 1 per row), and it stays batch-sharded where XLA would gather
-    # a take_along_axis operand onto every device. Its cost is under 0.1% of the decoder's.
+    # a take_along_axis operand onto every device. Its cost is small next to the decoder's
+    # (0.04% for llava-1.5-7b with one image in 2048 tokens).
     index_BT = jnp.cumsum(is_image_BT, axis=1) - 1
     onehot_BTN = (index_BT[:, :, None] == jnp.arange(feats_BND.shape[1])) & is_image_BT[:, :, None]
     gathered_BTD = jnp.einsum("btn,bnd->btd", onehot_BTN.astype(feats_BND.dtype), feats_BND,
@@ -122,6 +120,6 @@ def init_cache(cfg: LCBMConfig, batch: int, max_length: int) -> dict:
   """An empty KV cache of `max_length` slots (segment id 0 = empty slot, never attended)."""
   t = cfg.text
   shape = (t.num_hidden_layers, batch, max_length, t.num_key_value_heads, t.head_dim)
-  dt = dtype_of(cfg.compute_dtype)
+  dt = jnp.dtype(cfg.compute_dtype)
   return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
           "segment_ids": jnp.zeros((batch, max_length), jnp.int32)}
