@@ -67,6 +67,8 @@ def test_parsers_read_every_template_format():
   assert behavior.parse_like_level("This tweet has low likes.") == "low"
   assert behavior.parse_like_level("HIGH") == "high"
   assert behavior.parse_like_level("medium likes", behavior.LIKE_LEVELS) == "medium"
+  assert behavior.parse_scene_number("Scene 3 is the most replayed (Replays: 80) because it shows a star.") == 3
+  assert behavior.parse_sentiment('Negative, because people wrote "so sad".') == "negative"
 
 
 @pytest.mark.parametrize("garbage", [
@@ -81,6 +83,8 @@ def test_parsers_never_crash_on_garbage(garbage):
   assert math.isnan(behavior.parse_blift_liked(garbage))
   assert math.isnan(behavior.parse_blift_upvotes(garbage))
   assert behavior.parse_like_level(garbage) is None
+  assert behavior.parse_scene_number(garbage) == (2 if isinstance(garbage, str) and "Scene 2" in garbage else None)
+  assert behavior.parse_sentiment(garbage) is None
   parsed = behavior.parse_lcbm_target(garbage)
   pred, true = behavior.align_replays(parsed["replay"], {1: 40.0, 2: 60.0})
   m = behavior.replay_metrics([pred], [true])
@@ -286,9 +290,10 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   cfg, params, tok, data_dir = tiny
   targets = {}
   for split in ("test", "test_time", "test_brand"):
-    for task in ("behavior_simulation", "kbft", "likes_high_low", "tweet_generation", "blift"):
-      for regime in (("past", "future", "random") if task == "kbft" else (None,)):
-        opts = {"regime": regime} if regime else {}
+    for task in ("behavior_simulation", "kbft", "likes_high_low", "tweet_generation", "blift",
+                 "behavior_understanding"):
+      variants = [{"regime": r} for r in ("past", "future", "random")] if task == "kbft" else [{}]
+      for opts in variants:
         try:
           for e in pipeline.eval_examples(data_dir, split, task, tokenizer=tok, image_size=cfg.vision.image_size,
                                           max_images=cfg.max_images, num_image_tokens=cfg.num_image_tokens, **opts):
@@ -298,7 +303,8 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   real_runner = run.Runner
   monkeypatch.setattr(run, "Runner", lambda *a, **k: _OracleRunner(real_runner(*a, **k), targets))
   res = run.evaluate(cfg, params, tok, data_dir, ["behavior_simulation", "kbft", "likes_high_low",
-                                                  "tweet_generation", "blift"], max_examples=3)
+                                                  "tweet_generation", "blift", "behavior_understanding"],
+                     max_examples=3)
   for row in ("behavior_simulation", "kbft/past", "kbft/random", "blift"):
     assert res[row]["replay_rmse"]["model"] == 0.0, row
     assert res[row]["replay_acc<=5"]["model"] == 1.0, row
@@ -309,6 +315,8 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   assert bs["likes_per_view_rmse"]["model"] < 0.05 and bs["likes_per_view_unparseable"]["model"] == 0
   assert bs["replay_rmse"]["baselines"]["position_mean"] > 0
   assert res["likes_high_low/time"]["accuracy"]["model"] == 1.0
+  assert res["behavior_understanding/replay"]["accuracy"]["model"] == 1.0
+  assert res["behavior_understanding/sentiment"]["accuracy"]["model"] == 1.0
   assert res["tweet_generation"]["bleu4"]["model"] == pytest.approx(1.0)
   assert res["tweet_generation"]["rougeL"]["model"] == pytest.approx(1.0)
   assert res["blift"]["upvotes_unparseable"]["model"] == 0 and res["blift"]["upvotes_log10_r2"]["model"] > 0.9

@@ -135,6 +135,18 @@ def parse_like_level(text: str, levels: Sequence[str] = ("low", "high")) -> str 
   return None
 
 
+def parse_scene_number(text: str) -> int | None:
+  """"Scene 3 is the most replayed ..." -> 3 (the first scene number in the text), else None."""
+  m = re.search(r"scene\s*(\d+)", text, re.I) if isinstance(text, str) else None
+  return int(m.group(1)) if m else None
+
+
+def parse_sentiment(text: str) -> str | None:
+  """"Positive, because people wrote ..." -> "positive" (first sentiment word), else None."""
+  m = re.search(r"\b(positive|negative|neutral)\b", text, re.I) if isinstance(text, str) else None
+  return m.group(1).lower() if m else None
+
+
 def parse_lcbm_target(text: str) -> dict:
   """Everything an LCBM behavior-simulation target can hold: replays by scene, views, likes/views."""
   return {

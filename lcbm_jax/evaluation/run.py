@@ -13,6 +13,7 @@ name may expand into several rows, e.g. one per k-BFT regime or Twitter test spl
 | likes_high_low/{time,brand} | generate, parse | accuracy | majority class, random |
 | content_simulation_choice | score the 25 option numbers | accuracy | random (1/25) |
 | tweet_generation | generate | BLEU-1..4, ROUGE-L | a random training tweet of the same account |
+| behavior_understanding/{replay,sentiment} | generate, parse | accuracy of the most replayed scene / comment sentiment | majority |
 | blift | generate, parse | upvotes / liked % RMSE, R2, acc within 10%; replay RMSE / acc<=5 | train mean |
 | zero_shot_tone | score comment openings per tone (latent labels) | top-1 accuracy | majority, random |
 | zero_shot_memorability | score "00".."99" (latent labels) | Spearman | - |
@@ -46,7 +47,8 @@ from lcbm_jax.evaluation import behavior, content, optimize
 from lcbm_jax.model import lcbm
 
 DEFAULT_TASKS = ("behavior_simulation", "kbft", "likes_high_low", "content_simulation_choice",
-                 "tweet_generation", "blift", "zero_shot_tone", "zero_shot_memorability")
+                 "tweet_generation", "behavior_understanding", "blift", "zero_shot_tone",
+                 "zero_shot_memorability")
 KBFT_REGIMES = ("past", "future", "random")
 TWEET_SPLITS = (("time", "test_time"), ("brand", "test_brand"))
 # Zero-shot tone probe: Behavior-LLaVA scores label words; our models learned tone only through
@@ -217,6 +219,7 @@ class _Data:
     return pipeline.Corpus(self.data_dir, "train").context
 
   def train_answers(self, task: str) -> list:
+    """Answers of the training records that take `task`."""
     rng = np.random.default_rng(0)
     return [verbalize.verbalize(r, task, rng=rng, max_images=0, context=self.context).answer
             for r in self.train if verbalize.applies(r, task, self.context)]
@@ -526,12 +529,37 @@ def eval_zero_shot_memorability(runner: Runner, data: _Data, rng) -> dict:
   return {"zero_shot_memorability": {"spearman": _row(m["spearman"], m["n"])}}
 
 
+def eval_behavior_understanding(runner: Runner, data: _Data, rng) -> dict:
+  """Most replayed scene (videos) and overall comment sentiment: the label part of the explanation."""
+  # The template asks videos with replays about their most replayed scene (answer: its 1-based
+  # number) and other items about their comments' sentiment (answer: a word).
+  out = {}
+  train_all = data.train_answers("behavior_understanding")
+  for kind, answer_type, parse in (("replay", int, behavior.parse_scene_number),
+                                   ("sentiment", str, behavior.parse_sentiment)):
+    ex = data.examples("test", "behavior_understanding", where=lambda e: isinstance(e.answer, answer_type))
+    if not ex:
+      continue
+    texts = _generate(runner, ex, f"behavior_understanding/{kind}")
+    pred = [parse(t) for t in texts]
+    true = [e.answer for e in ex]
+    m = behavior.accuracy(pred, true)
+    train = [a for a in train_all if isinstance(a, answer_type)]
+    majority = max(set(train), key=lambda a: (train.count(a), str(a))) if train else None
+    out[f"behavior_understanding/{kind}"] = {
+        "accuracy": _row(m["accuracy"], m["n"], majority=behavior.accuracy([majority] * len(true), true)["accuracy"]),
+        "unparseable": _row(m["unparseable"], m["n"]),
+    }
+  return out
+
+
 TASK_FNS = {
     "behavior_simulation": eval_behavior_simulation,
     "kbft": eval_kbft,
     "likes_high_low": eval_likes_high_low,
     "content_simulation_choice": eval_content_simulation_choice,
     "tweet_generation": eval_tweet_generation,
+    "behavior_understanding": eval_behavior_understanding,
     "blift": eval_blift,
     "zero_shot_tone": eval_zero_shot_tone,
     "zero_shot_memorability": eval_zero_shot_memorability,
