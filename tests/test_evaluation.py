@@ -1,5 +1,6 @@
 """Evaluation metrics pinned on hand-computed values, parity with nltk / rouge-score / scipy,
 parsers fed garbage, and baselines fitted on a small synthetic training split."""
+import collections
 import math
 
 import numpy as np
@@ -313,7 +314,19 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   # Views and upvotes in words lose precision ("1 thousand" for 1221), so only near-perfect.
   assert bs["views_unparseable"]["model"] == 0 and bs["views_log10_r2"]["model"] > 0.95
   assert bs["likes_per_view_rmse"]["model"] < 0.05 and bs["likes_per_view_unparseable"]["model"] == 0
-  assert bs["replay_rmse"]["baselines"]["position_mean"] > 0
+  # The position-mean baseline, recomputed by hand from the TRAIN split's raw replay values.
+  train = pipeline.Corpus(data_dir, "train")
+  sums, counts = collections.defaultdict(float), collections.defaultdict(int)
+  for r in (train[i] for i in range(len(train))):
+    for pos, v in enumerate(r.behavior.replay or ()):
+      sums[pos] += math.floor(v + 0.5)
+      counts[pos] += 1
+  errs = [sums[pos] / counts[pos] - truth
+          for e in pipeline.eval_examples(data_dir, "test", "behavior_simulation", tokenizer=tok, max_examples=3,
+                                          image_size=cfg.vision.image_size, num_image_tokens=cfg.num_image_tokens)
+          for pos, truth in enumerate(e.answer["replay"])]
+  assert bs["replay_rmse"]["baselines"]["position_mean"] == pytest.approx(math.sqrt(np.mean(np.square(errs))))
+  assert bs["replay_rmse"]["n"] == len(errs)
   assert res["likes_high_low/time"]["accuracy"]["model"] == 1.0
   assert res["behavior_understanding/replay"]["accuracy"]["model"] == 1.0
   assert res["behavior_understanding/sentiment"]["accuracy"]["model"] == 1.0

@@ -283,11 +283,20 @@ def _replay_rows(pred_by_video, true_by_video, scenes_by_video, base: behavior.R
 
 
 def _scalar_rows(name: str, pred, true, train_values: Iterable, log10: bool = False) -> dict:
-  """RMSE / R2 / within-10% rows of one scalar behavior; none if the train split has no values."""
+  """RMSE / R2 / within-10% rows of one scalar behavior; none if the train split has no values.
+
+  The baseline is the training mean, taken in log10(1 + x) space when the metric is (the mean
+  that minimises that RMSE), so counts spanning orders of magnitude get a fair baseline.
+  """
+  values = [v for v in train_values if v is not None]
+  if log10:
+    values = [np.log10(1 + max(float(v), 0.0)) for v in values]
   try:
-    train_mean = behavior.mean_baseline(train_values)
+    train_mean = behavior.mean_baseline(values)
   except ValueError:
     return {}
+  if log10:
+    train_mean = float(10 ** train_mean - 1)
   m = behavior.regression_metrics(pred, true, train_mean, log10=log10)
   b = behavior.regression_metrics([train_mean] * len(true), true, train_mean, log10=log10)
   n = m["n"]
