@@ -380,7 +380,7 @@ def eval_likes_high_low(runner: Runner, data: _Data, rng) -> dict:
     if not ex:
       continue
     majority = majority or behavior.majority_label(data.train_answers("likes_high_low"))
-    texts = runner.generate([e.prompt_ids for e in ex], [e.images for e in ex], 8, f"likes_high_low/{name}")
+    texts = _generate(runner, ex, f"likes_high_low/{name}")
     pred = [behavior.parse_like_level(t) for t in texts]
     true = [e.answer for e in ex]
     m = behavior.accuracy(pred, true)
