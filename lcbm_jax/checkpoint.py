@@ -129,7 +129,7 @@ def _config_to_dict(config: Any) -> dict:
 def _json_default(x):
   if isinstance(x, np.generic):
     return x.item()
-  if isinstance(x, (tuple, set, frozenset)):
+  if isinstance(x, (set, frozenset)):
     return list(x)
   if isinstance(x, pathlib.PurePath):
     return str(x)
@@ -399,7 +399,8 @@ class CheckpointManager:
         dest = self._quarantine(s, problem)
         log.warning("checkpoint: skipping step %d: %s; moved to %s", s, problem, dest)
       if bad:
-        log.warning("checkpoint: resuming from the previous good step %s", step)
+        log.warning("checkpoint: %s", "no good step left: starting from scratch" if step is None
+                    else f"resuming from the previous good step {step}")
     step = _broadcast_from_primary(-1 if step is None else step)
     self._mngr.reload()   # Orbax must forget the quarantined steps
     return None if step < 0 else step
@@ -407,7 +408,12 @@ class CheckpointManager:
   def _quarantine(self, step: int, problem: str) -> pathlib.Path:
     qdir = self.workdir / QUARANTINE
     qdir.mkdir(parents=True, exist_ok=True)
-    dest = qdir / f"{step}.{time.strftime('%Y%m%dT%H%M%S')}"
+    stamp = time.strftime('%Y%m%dT%H%M%S')
+    dest = qdir / f"{step}.{stamp}"
+    n = 0
+    while dest.exists():   # the same step quarantined twice within a second
+      n += 1
+      dest = qdir / f"{step}.{stamp}.{n}"
     os.replace(self.directory / str(step), dest)
     (qdir / f"{dest.name}.reason.txt").write_text(problem + "\n")
     return dest
@@ -428,10 +434,6 @@ class CheckpointManager:
                       f"{jax.process_index()} (saved with {len(restored.data)} processes); resume with the same "
                       "number of processes")
     return restored.state, _decode_data_state(restored.data[name])
-
-  def restore_config(self, step: int) -> dict:
-    """The training config saved with `step`, as a dict."""
-    return json.loads((self.directory / str(step) / "config" / "metadata").read_text())
 
 
 def _orbax_restore(fn, step_dir: pathlib.Path):
