@@ -233,9 +233,11 @@ def test_prefix_shared_option_scores_match_inference_score(tiny):
   options = [[[5, 6, 7], [8], [3, 3]], [[9], [10, 11], [12, 13, 14, 15, 16]]]
   images = rng.normal(size=(2, cfg.max_images, cfg.vision.image_size, cfg.vision.image_size, 3)).astype(np.float32)
   got = run.score_options_batch(cfg, params, prompts, options, images, k=4)
-  for i, opts in enumerate(options):
-    want = inference.score(cfg, params, [prompts[i]] * len(opts), opts, np.repeat(images[i:i + 1], len(opts), 0))
-    np.testing.assert_allclose(got[i, :len(opts)], want.total, rtol=1e-4, atol=1e-4)
+  pairs = [(i, o) for i, opts in enumerate(options) for o in opts]   # one inference.score call, one compile
+  want = inference.score(cfg, params, [prompts[i] for i, _ in pairs], [o for _, o in pairs],
+                         images[[i for i, _ in pairs]]).total
+  np.testing.assert_allclose(np.concatenate([got[i, :len(opts)] for i, opts in enumerate(options)]), want,
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_parsers_read_the_verbalized_targets(tiny):
@@ -334,3 +336,18 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   assert res["tweet_generation"]["rougeL"]["model"] == pytest.approx(1.0)
   assert res["blift"]["upvotes_unparseable"]["model"] == 0 and res["blift"]["upvotes_log10_r2"]["model"] > 0.9
   assert res["blift"]["liked_percent_rmse"]["model"] < 0.05
+
+
+def test_runner_scores_more_options_than_one_call_holds(tiny):
+  """100-way labels (memorability) are split into chunks of run._ROWS_PER_CALL; nothing is lost or mixed."""
+  from lcbm_jax import inference
+  from lcbm_jax.evaluation import run
+
+  cfg, params, tok, _ = tiny
+  runner = run.Runner(cfg, params, tok)
+  prompts = [[1, 20, 30, 40], [1, 50, 60]]
+  options = [[[t] for t in range(100, 170)], [[7, 8], [9]]]   # 70 options, then 2
+  got = runner.score_options(prompts, options, [np.zeros((0,))] * 2, "test")
+  assert [len(g) for g in got] == [70, 2]
+  want = inference.score(cfg, params, [prompts[0]] * 70 + [prompts[1]] * 2, options[0] + options[1]).total
+  np.testing.assert_allclose(np.concatenate(got), want, rtol=1e-4, atol=1e-4)
