@@ -83,3 +83,10 @@ def test_checkpoint_without_data_dir_asks_for_data(tmp_path):
   path = checkpoint.save_params(tmp_path / "c", cfg, random_params(cfg, seed=1))
   with pytest.raises(UserError, match="--data"):
     run._data_dir_from_checkpoint(str(path))
+
+
+def test_data_dir_without_a_built_corpus_is_a_user_error(ckpt, tmp_path, capsys):
+  path, _ = ckpt
+  assert cli.main(["eval", "--checkpoint", path, "--data", str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "train split" in err[0] and "lcbm data build" in err[0]

@@ -190,33 +190,36 @@ class _Data:
   def examples(self, split: str, task: str, where=None, **options) -> list[pipeline.EvalExample]:
     """Up to max_examples eval examples of one split for which `where(example)` holds (empty if no
     built corpus has that split)."""
-    out = []
     try:
-      for e in pipeline.eval_examples(
-          self.data_dir, split, task, tokenizer=self.tok, image_size=self.cfg.vision.image_size,
-          max_images=self.cfg.max_images, num_image_tokens=self.cfg.num_image_tokens, **options):
-        if where is None or where(e):
-          out.append(e)
-        if self.max_examples is not None and len(out) >= self.max_examples:
-          break
-    except UserError as e:
-      if "has split" in str(e):
-        return []
-      raise
+      pipeline.Corpus(self.data_dir, split)
+    except UserError:   # no built corpus has this split (a tweets-only data dir has no "test")
+      return []
+    out = []
+    for e in pipeline.eval_examples(
+        self.data_dir, split, task, tokenizer=self.tok, image_size=self.cfg.vision.image_size,
+        max_images=self.cfg.max_images, num_image_tokens=self.cfg.num_image_tokens, **options):
+      if where is None or where(e):
+        out.append(e)
+      if self.max_examples is not None and len(out) >= self.max_examples:
+        break
     return out
 
   @functools.cached_property
-  def train(self) -> list:
-    """Every training record with the corpus context (baselines are fitted on these only)."""
+  def train_corpus(self) -> pipeline.Corpus:
     try:
-      corpus = pipeline.Corpus(self.data_dir, "train")
-    except UserError:
-      return []
-    return [corpus[i] for i in range(len(corpus))]
+      return pipeline.Corpus(self.data_dir, "train")
+    except UserError as e:
+      raise UserError(f"{e}; evaluation fits its baselines on the train split of a built data dir "
+                      "(`lcbm data build`)") from None
 
   @functools.cached_property
+  def train(self) -> list:
+    """Every training record (baselines are fitted on these only)."""
+    return [self.train_corpus[i] for i in range(len(self.train_corpus))]
+
+  @property
   def context(self) -> verbalize.Context:
-    return pipeline.Corpus(self.data_dir, "train").context
+    return self.train_corpus.context
 
   def train_answers(self, task: str) -> list:
     """Answers of the training records that take `task`."""
@@ -594,6 +597,7 @@ def evaluate(cfg, params, tokenizer, data_dir: str, tasks: Sequence[str] | None 
     raise UserError(f"--max-examples must be >= 1, got {max_examples}")
   latent = load_latent(latent_path or find_latent(data_dir))
   data = _Data(data_dir, tokenizer, cfg, max_examples, latent)
+  data.train_corpus   # a missing or unbuilt data dir fails here, before any model work
   runner = Runner(cfg, params, tokenizer, batch_size)
   results: dict[str, dict] = {}
   for t in tqdm(tasks, desc="eval", unit="task", file=sys.stderr):
