@@ -2,6 +2,7 @@
 against baselines, export it to Hugging Face, and say where everything is.
 
   make demo            # = pip install -e . && python experiments/main_job.py --workdir runs/demo
+  python experiments/main_job.py --workdir runs/demo2 --config.num_steps=800   # demo.py overrides
 
 Budget on a 2-core CPU: data < 1.5 min, training ~8 min, eval < 2 min, export < 0.5 min. Re-running
 with the same workdir reuses the data and resumes (or skips) training from the last checkpoint.
@@ -55,7 +56,10 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="runs/demo")
   parser.add_argument("--size", default="small", choices=("small", "medium"), help="generated corpus size")
-  args = parser.parse_args(argv)
+  args, overrides = parser.parse_known_args(argv)
+  bad = [o for o in overrides if not o.startswith("--config.")]
+  if bad:
+    parser.error(f"unrecognized arguments: {' '.join(bad)} (only --config.KEY=VALUE overrides pass through)")
   workdir = os.path.abspath(args.workdir)
   corpus, data, train_dir, hf_dir = (os.path.join(workdir, d) for d in ("corpus", "data", "train", "hf"))
   times: dict[str, float] = {}
@@ -80,9 +84,12 @@ def main(argv=None) -> int:
               f"{sum(c['quarantined'] for c in report['splits'].values())} quarantined")
 
   with _stage("train", times):
-    config = config_lib.load(CONFIG, [f"--config.data.dir={data}"])
+    config = config_lib.load(CONFIG, [f"--config.data.dir={data}", *overrides])
     summary = train.train(config, train_dir)
     print(json.dumps({k: v for k, v in summary.items() if k != "workdir"}, indent=1))
+  if summary["preempted"]:
+    print(f"training was stopped at step {summary['step']} and checkpointed; run the same command to resume")
+    return 0
 
   with _stage("eval", times):
     cfg, params, tok = checkpoint.load_for_inference(train_dir)
