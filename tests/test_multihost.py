@@ -7,12 +7,12 @@ devices and feeds, as one global batch, what the two processes' pipelines produc
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import jax
 import numpy as np
-import portpicker
 
 from data_pipeline import pipeline
 from lcbm_jax import sharding
@@ -29,7 +29,9 @@ def test_two_processes_match_one(tmp_path):
   workdir = str(tmp_path / "run")
   overrides = [f"--config.data.dir={data}", f"--config.num_steps={STEPS}", "--config.log.every_steps=1",
                "--config.eval.every_steps=0", "--config.eval.batches=1", "--config.checkpoint.every_steps=100"]
-  port = portpicker.pick_unused_port()
+  with socket.socket() as sock:   # a free port for the coordinator
+    sock.bind(("localhost", 0))
+    port = sock.getsockname()[1]
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
   procs = [subprocess.Popen(
       [sys.executable, "-m", "lcbm_jax.cli", "train", "--config", "experiments/configs/demo.py:small",
