@@ -38,13 +38,15 @@ def train_state():
   """A real TrainState of the tiny model after two Adam updates (non-trivial moments)."""
   params = lcbm.init_params(CFG, jax.random.key(0))
   tx = optax.adam(1e-2)
-  state = TrainState.create(params, tx.init(params))
-  for _ in range(2):
+
+  @jax.jit
+  def update(state):
     grads = jax.tree.map(lambda p: jnp.sin(p) + 0.1, state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                          opt_state=opt_state)
-  return state
+    return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                         opt_state=opt_state)
+
+  return update(update(TrainState.create(params, tx.init(params))))
 
 
 def test_restore_on_other_meshes_is_bit_identical(tmp_path, train_state, tokenizer_dir):
