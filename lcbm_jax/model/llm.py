@@ -103,7 +103,10 @@ class LLM(nn.Module):
       self.lm_head = LMHead(c.vocab_size, self.dtype, self.param_dtype)
 
   def embed(self, input_ids_BT):
-    return self.embed_tokens(input_ids_BT)
+    # Gather the fsdp shards of the table first (what FSDP does for every weight); a lookup into
+    # a table sharded on both axes makes XLA replicate the result and re-split it.
+    emb_VD = attention.constrain(self.embed_tokens.embedding, ("vocab", None))
+    return jnp.take(emb_VD, input_ids_BT, axis=0).astype(self.dtype)
 
   def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None):
     """cache: (k, v) each [L, B, S, K, d] or None. Returns (logits float32[B, T, V], new cache)."""
