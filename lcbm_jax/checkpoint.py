@@ -166,6 +166,14 @@ def _decode_data_state(raw: bytes) -> Any:
   return record["value"].encode("utf-8") if record["kind"] == "bytes" else record["value"]
 
 
+def read_data_state(step_dir, process_index: int = 0) -> Any:
+  """The data-iterator state a step holds for one process (as `get_state()` returned it)."""
+  path = pathlib.Path(step_dir) / "data" / f"process_{process_index}.json"
+  if not path.is_file():
+    raise UserError(f"{path} is missing: {step_dir} has no data-iterator state for JAX process {process_index}")
+  return _decode_data_state(path.read_bytes())
+
+
 # --- manifest: per-file SHA-256, written after commit ---
 
 

@@ -3,8 +3,13 @@
 An uninterrupted run of N steps is the reference. A second run of the same command is interrupted
 three times -- SIGKILL while Orbax is writing a checkpoint, SIGTERM (preemption: save and exit 0),
 SIGKILL at a seeded random moment -- and resumed each time by rerunning the command. It must end with
-bit-identical parameters and optimizer state, identical per-step losses, identical per-step sample
-ids and the same data-iterator position as the reference.
+bit-identical parameters and optimizer state and identical per-step losses.
+
+Sample ids: before each segment of the interrupted run the test copies the data-iterator state of the
+step it will resume from. Replaying the Grain pipeline from each copied state for the steps that
+segment contributed gives the samples the run trained on; they must equal, step by step, the
+reference's from-scratch sequence (no sample repeated or skipped at any resume), and each replay
+must end in exactly the state the next segment resumed from.
 
 The runs share a JAX compilation cache (in the test's temp dir) so only the first one compiles.
 """
@@ -23,7 +28,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from data_pipeline import pipeline
 from lcbm_jax import checkpoint as ck
+from lcbm_jax.training import config as config_lib
+from lcbm_jax.training import train
 from train_helpers import built_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -98,7 +106,7 @@ def _final(workdir):
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
   with ocp.PyTreeCheckpointer() as ckptr:
     state = ckptr.restore(step_dir / "state", args=ocp.args.PyTreeRestore(restore_args=restore_args))
-  return state, json.loads((step_dir / "data" / "process_0.json").read_text())
+  return state, ck.read_data_state(step_dir)
 
 
 def _assert_same_run(ref, other):
@@ -110,11 +118,30 @@ def _assert_same_run(ref, other):
   losses = _last_per_step(ref / "metrics.jsonl", "train/loss")
   assert sorted(losses) == list(range(1, N_STEPS + 1))
   assert _last_per_step(other / "metrics.jsonl", "train/loss") == losses
-  ids = _last_per_step(ref / "sample_ids.process_0.jsonl", "sample_ids")
-  assert sorted(ids) == list(range(1, N_STEPS + 1))
-  flat = [i for s in sorted(ids) for i in ids[s]]
-  assert len(flat) == len(set(flat)) and len(flat) >= N_STEPS   # no sample twice within the run
-  assert _last_per_step(other / "sample_ids.process_0.jsonl", "sample_ids") == ids
+
+
+def _pipeline_config(setup, tokenizer_dir) -> pipeline.PipelineConfig:
+  """The training pipeline of the runs (as `lcbm train` builds it from the config)."""
+  config = config_lib.load(CONFIG, [f"--config.data.dir={setup['data']}", *OVERRIDES])
+  model_cfg = train.model_config(config)
+  return pipeline.PipelineConfig(
+      data_dir=str(setup["data"]), tokenizer=str(tokenizer_dir), tasks=tuple(zip(config.data.tasks, config.data.weights)),
+      seq_len=config.data.seq_len, batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
+      max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
+      num_epochs=None, worker_count=config.data.workers)
+
+
+def _replay(base, state, n: int):
+  """Sample ids of the next `n` batches from data-iterator `state`, and the state after them."""
+  it = pipeline.make_iterator(base, state)
+  ids = [[int(i) for i in next(it)["sample_ids"].ravel() if i >= 0] for _ in range(n)]
+  after = it.get_state()
+  it.close()
+  return ids, after
+
+
+def _data_state(ckpts, step):
+  return None if step is None else ck.read_data_state(ckpts / str(step))
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(setup):
@@ -123,13 +150,23 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(setup):
   tokenizer = f"--config.data.tokenizer={ref / 'tokenizer'}"   # trained once, by the reference run
   run = setup["root"] / "run"
   ckpts = run / ck.CHECKPOINTS
+  segments = []   # (resume step or None, data state it resumes with), one per start of the run
+
+  def note_segment() -> int | None:
+    step = ck.find_latest_good_step(ckpts)[0]
+    segments.append((step, _data_state(ckpts, step)))
+    return step
+
+  def start():
+    note_segment()
+    return _start(setup, run, tokenizer)
 
   # 1) SIGKILL while Orbax is writing step >= 4 (its temporary directory exists).
   def saving_step() -> int:
     tmp = glob.glob(str(ckpts / "*.orbax-checkpoint-tmp*"))
     return max((int(pathlib.Path(t).name.split(".")[0]) for t in tmp), default=0)
 
-  proc = _start(setup, run, tokenizer)
+  proc = start()
   _wait_for(proc, lambda: saving_step() >= 4, "a save of step >= 4")
   killed_during = saving_step()
   proc.send_signal(signal.SIGKILL)
@@ -142,7 +179,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(setup):
   assert good == killed_during - 2
 
   # 2) SIGTERM once the resumed run has made a step: it saves that step, exits 0.
-  proc = _start(setup, run, tokenizer)
+  proc = start()
   _wait_for(proc, lambda: _logged_steps(run).count(good + 1) == 2, f"step {good + 1} again")
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=DEADLINE_S)
@@ -154,13 +191,30 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(setup):
 
   # 3) SIGKILL at a seeded random moment after the resumed run starts logging.
   logged = len(_logged_steps(run))
-  proc = _start(setup, run, tokenizer)
+  proc = start()
   _wait_for(proc, lambda: len(_logged_steps(run)) > logged, "a new step")
   time.sleep(random.Random(20261122).uniform(0.0, 3.0))
   proc.send_signal(signal.SIGKILL)
   proc.communicate()
 
   # 4) Run to the end.
+  last = note_segment()
   err = _run(setup, run, tokenizer)
-  assert "resumed from step" in err
+  assert f"resumed from step {last}" in err
   _assert_same_run(ref, run)
+
+  # Sample ids: the reference's sequence, and the interrupted run's, segment by segment.
+  base = _pipeline_config(setup, ref / "tokenizer")
+  ref_ids, ref_end = _replay(base, None, N_STEPS)
+  assert ref_end == _final(ref)[1]          # the replay is what the reference run consumed
+  flat = [i for ids in ref_ids for i in ids]
+  assert len(flat) == len(set(flat)) and len(flat) >= N_STEPS   # no sample twice within the run
+  run_ids = []
+  bounds = [step or 0 for step, _ in segments] + [N_STEPS]
+  for (_, state), lo, hi in zip(segments, bounds, bounds[1:]):
+    ids, end = _replay(base, state, hi - lo)
+    run_ids += ids
+    assert end == (_data_state(ckpts, hi) if hi == N_STEPS else next(s for st, s in segments if st == hi))
+  assert run_ids == ref_ids
+  print(f"resumed from {[st for st, _ in segments]}, killed during the save of {killed_during}, "
+        f"preempted at {preempted}; {len(flat)} samples in {N_STEPS} steps, all equal")
