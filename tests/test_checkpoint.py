@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax import checkpoint as ck
+from lcbm_jax import cli
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
@@ -229,12 +230,16 @@ def test_load_for_inference_from_workdir_step_and_params_only(tmp_path, train_st
     ck.save_params(out, CFG, train_state.params, tokenizer_dir)
 
 
-def test_load_for_inference_names_the_broken_file(tmp_path, train_state, tokenizer_dir):
+def test_load_for_inference_names_the_broken_file(tmp_path, train_state, tokenizer_dir, capsys):
   out = ck.save_params(tmp_path / "p", CFG, train_state.params, tokenizer_dir)
   target = max((p for p in (out / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
   _flip_byte(target)
   with pytest.raises(UserError, match=f"damaged: {target} has SHA-256 .* manifest says"):
     ck.load_for_inference(out)
+  # Through the command line: one line naming the file, exit code 2, no traceback.
+  assert cli.main(["export-hf", "--checkpoint", str(out), "--out", str(tmp_path / "hf")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("lcbm: error: checkpoint") and str(target) in err and "Traceback" not in err
   with pytest.raises(UserError, match="no checkpoint found"):
     ck.load_for_inference(tmp_path)
   with pytest.raises(UserError, match="does not exist"):
