@@ -4,12 +4,12 @@ Step directory layout (`<workdir>/checkpoints/<step>/`):
 
   _CHECKPOINT_METADATA    Orbax step metadata (item handlers, commit timestamp)
   commit_success.txt      Orbax commit marker, written just before the atomic rename
-  state/                  TrainState pytree (params, opt_state, rng, step, counters), OCDBT, sharded
+  state/                  TrainState pytree (step, params, opt_state, non-finite counters), OCDBT, sharded
   data/process_<i>.json   the data iterator's state of JAX process i (one file per process)
   config/metadata         the training config as JSON (`ConfigDict.to_dict()`)
   model/metadata          the model config as JSON (`dataclasses.asdict(LCBMConfig)`)
   tokenizer/tokenizer.model  the SentencePiece model the run trained with
-  manifest.json           {"step", "files": {relpath: {"size", "sha256"}}}: every file above,
+  manifest.json           {"format", "step_dir", "files": {relpath: {"size", "sha256"}}}: every file above,
                           written *after* the commit (tmp file + fsync + os.replace)
 
 A params-only checkpoint (`save_params`: imports, exports) has the same layout at its root with
@@ -293,8 +293,7 @@ class CheckpointManager:
     ... at the end: mngr.close()   (waits for the last save and its manifest)
   """
 
-  def __init__(self, workdir, *, keep_last: int = 3, keep_every: int | None = None,
-               async_save: bool = True):
+  def __init__(self, workdir, *, keep_last: int = 3, keep_every: int | None = None):
     if keep_last < 1:
       raise UserError(f"keep_last must be >= 1 (got {keep_last}): the newest good step is needed to resume")
     if keep_every is not None and keep_every < 0:
@@ -303,7 +302,6 @@ class CheckpointManager:
     self.directory = self.workdir / CHECKPOINTS
     self.keep_last = keep_last
     self.keep_every = keep_every or None
-    self._async = async_save
     for p in _partial_saves(self.directory):
       log.warning("checkpoint: ignoring partial save %s (interrupted before commit); Orbax removes it", p)
     self._mngr = self._make_orbax()
@@ -315,7 +313,7 @@ class CheckpointManager:
     # Retention is ours (applied after verification), so Orbax keeps every step it writes.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None, create=True, cleanup_tmp_directories=True,
-        enable_async_checkpointing=self._async, save_root_metadata=False)
+        enable_async_checkpointing=True, save_root_metadata=False)
     return ocp.CheckpointManager(self.directory, options=options, item_handlers=_item_handlers("state"))
 
   # -- saving --

@@ -280,3 +280,14 @@ def test_save_params_numpy_relative_paths(tmp_path, train_state, monkeypatch):
   cfg, params, tok = ck.load_for_inference("imported")
   assert cfg == CFG and tok is None and _bitwise_equal(params, np_params)
   assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(params))
+
+
+def test_typed_prng_key_round_trip(tmp_path, tokenizer_dir):
+  """States may carry typed keys (Orbax stores their raw data); the shape check must accept them."""
+  state = {"key": jax.random.key(7), "w": jnp.arange(8.0)}
+  mngr = ck.CheckpointManager(tmp_path)
+  mngr.save(1, state, None, {}, tokenizer_dir, model_cfg=CFG)
+  restored, data_state = mngr.restore(mngr.latest_good_step(), _abstract(state, lambda x: x.sharding))
+  mngr.close()
+  assert data_state is None
+  assert jax.random.key_data(restored["key"]).tolist() == jax.random.key_data(state["key"]).tolist()
