@@ -123,11 +123,11 @@ def plot(jsonl_path: str, out_png: str) -> str:
   ax = axes[0, 0]
   for key in ("train/loss", "eval/loss"):
     ax.plot(*series(key), label=key, marker="." if key.startswith("eval") else None)
-  ax.set_title("loss"); ax.set_xlabel("step"); ax.legend()
+  ax.set_title("loss"); ax.set_xlabel("step"); ax.set_yscale("log"); ax.legend()
   ax = axes[0, 1]
   for key in sorted({k for r in rows for k in r if k.startswith(("train/loss_", "eval/loss_"))}):
     ax.plot(*series(key), label=key)
-  ax.set_title("loss per task"); ax.set_xlabel("step"); ax.legend(fontsize=7)
+  ax.set_title("loss per task"); ax.set_xlabel("step"); ax.set_yscale("log"); ax.legend(fontsize=7)
   ax = axes[1, 0]
   ax.plot(*series("train/lr")); ax.set_title("learning rate"); ax.set_xlabel("step")
   ax = axes[1, 1]
