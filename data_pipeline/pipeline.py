@@ -479,6 +479,15 @@ class DataIterator:
           return self._emit(self._closed[:])
         if self._batches_in_epoch < self._epoch_target(self._epoch):
           return self._emit([])
+        if self._batches_in_epoch == 0:
+          # Every sample was quarantined: with num_epochs=None this would otherwise spin forever.
+          self._count_quarantine(self._total if elem is None else elem["k"])
+          self.close()
+          reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.quarantine_counts.items())) or "none"
+          raise UserError(
+              f"epoch {self._epoch} of split {self.config.split!r} in {self.config.data_dir} gave no usable "
+              f"sample (quarantined by reason: {reasons}); raise seq_len (too_long) or pick tasks this "
+              "data supports (no_task)")
         if elem is None:
           self._count_quarantine(self._total)
           self.close()

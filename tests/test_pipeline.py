@@ -174,6 +174,15 @@ def test_bad_config_fails_before_anything_runs(tiny, tmp_path):
     pipeline.Verbalize((("nope", 1.0),), verbalize.Context(), 0, 4, False)
 
 
+def test_no_usable_sample_is_an_error_not_a_hang(tiny):
+  # Every video sample is longer than 96 tokens: an endless stream would otherwise never yield.
+  data_dir, tok = tiny
+  cfg = helpers.config(data_dir, tok, seq_len=96, max_images=1, tasks=(("behavior_simulation", 1.0),),
+                       num_epochs=None)
+  with pytest.raises(UserError, match=r"no usable sample.*too_long \d+"):
+    next(pipeline.make_iterator(cfg))
+
+
 def test_make_global_shards_the_batch():
   import jax
   from lcbm_jax import sharding
