@@ -27,15 +27,21 @@ def _setup(config):
   return TrainState.create(params, tx.init(params)), step, apply_fn
 
 
+@pytest.fixture(scope="module")
+def tiny():
+  """One compiled step shared by the tests that use the default optimizer (compiles are the cost)."""
+  config = tiny_config()
+  return (config, *_setup(config))
+
+
 def _same(a, b) -> bool:
   return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_loss_matches_torch_cross_entropy_overall_and_per_task():
-  config = tiny_config()
-  state, _, apply_fn = _setup(config)
+def test_loss_matches_torch_cross_entropy_overall_and_per_task(tiny):
+  config, state, _, apply_fn = tiny
   batch = synthetic_batch(config, seed=1)
-  logits = apply_fn(state.params, batch, None)
+  logits = jax.jit(apply_fn)(state.params, batch, None)
   sums = step_lib.loss_sums(logits, batch, num_tasks=2)
   lt = torch.tensor(np.asarray(logits)).reshape(-1, logits.shape[-1])
   tt = torch.tensor(batch["targets"]).reshape(-1).long()
@@ -49,25 +55,24 @@ def test_loss_matches_torch_cross_entropy_overall_and_per_task():
     np.testing.assert_allclose(float(sums["task_nll"][t] / sums["task_tokens"][t]), ref_t, rtol=1e-5)
 
 
-@pytest.mark.parametrize("poison", ["loss_mask", "images"])
-def test_nonfinite_step_leaves_state_bit_identical_and_counts(poison):
-  config = tiny_config()
-  state, step, _ = _setup(config)
+def test_nonfinite_step_leaves_state_bit_identical_and_counts(tiny):
+  config, state, step, _ = tiny
   rng = jax.random.key(0)
   state, m = step(state, synthetic_batch(config, 0), rng)
   state, m = step(state, synthetic_batch(config, 1), rng)
   assert bool(m["finite"])
   before = jax.device_get(state)
-  bad = synthetic_batch(config, 2)
-  bad[poison].reshape(-1)[bad["loss_mask"].reshape(-1).argmax()] = np.nan
-  for i in range(2):
+  # A NaN in the loss mask poisons the loss; a NaN pixel poisons the gradient through the vision tower.
+  for i, poison in enumerate(("loss_mask", "images", "images")):
+    bad = synthetic_batch(config, 2 + i)
+    bad[poison].reshape(-1)[bad["loss_mask"].reshape(-1).argmax()] = np.nan
     state, m = step(state, bad, rng)
     assert not bool(m["finite"])
     assert int(m["nonfinite_in_row"]) == i + 1 and int(m["nonfinite_total"]) == i + 1
     assert _same(state.params, before.params) and _same(state.opt_state, before.opt_state)
-  assert int(state.step) == 4   # skipped steps still advance the step (data and keys move on)
-  state, m = step(state, synthetic_batch(config, 3), rng)
-  assert bool(m["finite"]) and int(m["nonfinite_in_row"]) == 0 and int(m["nonfinite_total"]) == 2
+  assert int(state.step) == 5   # skipped steps still advance the step (data and keys move on)
+  state, m = step(state, synthetic_batch(config, 9), rng)
+  assert bool(m["finite"]) and int(m["nonfinite_in_row"]) == 0 and int(m["nonfinite_total"]) == 3
   assert not _same(state.params, before.params)
 
 
@@ -77,13 +82,16 @@ def test_consecutive_nonfinite_steps_stop_with_a_clear_message():
     train.check_finite({"nonfinite_in_row": 3, "nonfinite_total": 8}, limit=3, step=11)
 
 
-def test_gradient_accumulation_matches_one_big_batch():
+def test_gradient_accumulation_matches_one_big_batch(tiny):
   results = []
   for accum in (1, 4):
-    config = tiny_config(grad_accum=accum)
-    state, step, _ = _setup(config)
+    if accum == 1:
+      config, state, step, _ = tiny
+    else:
+      config = tiny_config(grad_accum=accum)
+      state, step, _ = _setup(config)
     losses = []
-    for i in range(3):
+    for i in range(2):
       state, m = step(state, synthetic_batch(config, i), jax.random.key(0))
       losses.append(float(m["loss"]))
     results.append((losses, state.params))
