@@ -20,6 +20,7 @@ def get_config(arg=None):
   c.model.vocab_size = 2048
   c.model.hidden_size = 128
   c.model.intermediate_size = 384
+  c.model.num_layers = 6        # depth, more than width, moves replay below the per-scene mean
   c.model.image_size = 32
   c.data.dir = "runs/demo/data"
   c.data.tasks = ("behavior_simulation", "likes_high_low")
@@ -27,7 +28,7 @@ def get_config(arg=None):
   c.data.seq_len = 512
   c.data.batch_size = 8
   c.mesh.data = -1
-  c.num_steps = 400
+  c.num_steps = 500
   c.optim.lr = 3e-3
   c.optim.warmup_steps = 20
   c.optim.end_lr_ratio = 0.05
@@ -40,6 +41,7 @@ def get_config(arg=None):
   if arg == "small":
     c.model.preset = "tiny"
     c.model.vocab_size = c.model.hidden_size = c.model.intermediate_size = c.model.image_size = 0
+    c.model.num_layers = 0
     c.data.seq_len = 512        # a whole video verbalization fits
     c.data.batch_size = 8
     c.num_steps = 30
