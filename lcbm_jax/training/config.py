@@ -63,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 200
-  c.checkpoint.keep = 3
+  c.checkpoint.keep = 3           # newest verified steps kept
+  c.checkpoint.keep_every = 0     # also keep every K-th step for good (0 = none)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 200    # held-out loss every N steps (0 = only at the end)

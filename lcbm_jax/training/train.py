@@ -262,7 +262,8 @@ def train(config, workdir: str) -> dict:
             for k in STEP_KEYS}
 
   # Restore the newest good checkpoint, or start fresh.
-  ckpt = ckpt_lib.CheckpointManager(workdir, keep_last=config.checkpoint.keep)
+  ckpt = ckpt_lib.CheckpointManager(workdir, keep_last=config.checkpoint.keep,
+                                    keep_every=config.checkpoint.keep_every)
   start = ckpt.latest_good_step()
   if start is None:
     state = steps.init(rng)
