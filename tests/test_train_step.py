@@ -132,3 +132,25 @@ def test_schedule_warms_up_then_decays_to_end_ratio():
   assert float(s(0)) == 0.0 and np.isclose(float(s(2)), 3e-3)
   assert np.isclose(float(s(20)), 3e-3 * config.optim.end_lr_ratio)
   assert float(s(10)) < float(s(5)) < float(s(2))
+
+
+def test_bfloat16_state_keeps_its_dtypes_across_steps():
+  # The compiled step refuses inputs whose dtypes differ from its own outputs, so a bf16 run must
+  # get back exactly the dtypes it started with (Adam moments included).
+  import dataclasses
+  from lcbm_jax import sharding
+  from lcbm_jax.model import presets
+  from lcbm_jax.training import bench, config as config_lib, train
+  config = config_lib.base_config()
+  config.data.batch_size, config.data.seq_len, config.num_steps, config.optim.warmup_steps = 2, 64, 10, 1
+  model_cfg = dataclasses.replace(presets.get("tiny"), param_dtype="bfloat16", compute_dtype="bfloat16")
+  compiled = train.compile_steps(config, model_cfg, sharding.make_mesh(data=1, devices=jax.devices()[:1]))
+  state = compiled.init(jax.random.key(0))
+  batch = {k: jax.device_put(x, compiled.batch_sharding)
+           for k, x in bench.synthetic_batch(model_cfg, 2, 64, 0).items()}
+  for _ in range(2):
+    state, metrics = compiled.train_step(state, batch, jax.random.key(1))
+  assert np.isfinite(float(metrics["loss"]))
+  want = jax.tree.map(lambda a: a.dtype, compiled.abstract_state)
+  assert jax.tree.map(lambda a: a.dtype, state) == want
+  assert state.params["llm"]["norm"]["scale"].dtype == jnp.bfloat16

@@ -80,7 +80,10 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, trainab
     new_params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jnp.where(finite, new, old)
+    # Casting back to the old dtype keeps the state's types fixed across steps: with bfloat16
+    # params some gradients (and so Adam moments) come back float32, and the compiled step
+    # would then refuse its own output.
+    keep = lambda new, old: jnp.where(finite, new.astype(old.dtype), old)
     nonfinite_in_row = jnp.where(finite, 0, state.nonfinite_in_row + 1)
     new_state = state.replace(
         step=state.step + 1,
