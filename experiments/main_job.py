@@ -123,6 +123,16 @@ def main(argv=None) -> int:
   return 0 if all(v[-1] for v in verdict) else 1
 
 
+def _run() -> int:
+  """main(), with a user-fixable mistake (e.g. a bad --config override) as one line and exit 2."""
+  from lcbm_jax.errors import UserError
+  try:
+    return main()
+  except UserError as e:
+    print(f"main_job: error: {e}", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
   sys.path.insert(0, _ROOT)   # runs from a checkout even before `pip install -e .`
-  sys.exit(main())
+  sys.exit(_run())
