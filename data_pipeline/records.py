@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from PIL import Image
 
-# Reason code -> what it means. Reports and docs/readme/data.md list these.
+# Reason code -> what it means. Reports and the README's data section lists these.
 REASONS: dict[str, str] = {
     "unreadable_file": "the whole file cannot be opened or parsed in its format (e.g. not parquet)",
     "malformed_json": "the line is not valid JSON (or not a JSON object)",

@@ -486,7 +486,7 @@ def generate(out: str, seed: int = 0, size: str = "small", progress: bool = True
 
 _README = """# Embedded behavior corpus (generated; seed {seed}, size {size}, {total} records)
 
-Written by `lcbm data generate` from a hidden audience model; see docs/readme/data.md.
+Written by `lcbm data generate` from a hidden audience model; see the README's data section.
 
 | file | source reader | split | records |
 |---|---|---|---|

@@ -1,4 +1,4 @@
-"""Generic JSONL reader: one `ContentBehaviorRecord.to_dict()` object per line (schema in docs/readme/data.md).
+"""Generic JSONL reader: one `ContentBehaviorRecord.to_dict()` object per line (schema in the README's data section).
 
 Also home of `json_lines`, the line reader every JSONL source shares: it reads bytes, so invalid
 UTF-8 and malformed JSON become reasons instead of exceptions.
