@@ -121,7 +121,7 @@ def test_dict_round_trip_drops_media_bytes():
 
 
 def test_every_reason_is_documented():
-  with open(os.path.join(os.path.dirname(__file__), "..", "docs", "readme", "data.md")) as f:
+  with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
     doc = f.read()
   for reason in rec.REASONS:
     assert f"`{reason}`" in doc, reason

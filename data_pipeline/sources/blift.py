@@ -13,8 +13,7 @@ import os
 from typing import Any, Iterator
 
 from data_pipeline import records as rec
-from data_pipeline import sources
-from data_pipeline.sources.jsonl import json_lines, media_refs, row_id
+from data_pipeline.sources.jsonl import media_refs, read_rows
 
 SOURCE = "blift"
 
@@ -57,11 +56,4 @@ def record_from_row(row: dict[str, Any], rid: str, media_root: str) -> rec.Conte
 
 def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
   """Records from a BLIFT Reddit JSONL file (or every *.jsonl in a folder)."""
-  for file in sources.files_in(path, (".jsonl",)):
-    root = sources.default_media_root(file, media_root)
-    for location, row in json_lines(file, SOURCE):
-      if isinstance(row, rec.Quarantined):
-        yield row
-        continue
-      rid = row_id(row, "id", "permalink", "url", fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: record_from_row(row, rid, root), rid, SOURCE, location, root)
+  return read_rows(path, media_root, SOURCE, ("id", "permalink", "url"), record_from_row)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from data_pipeline import records as rec
 from data_pipeline import sources
@@ -121,13 +121,21 @@ def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
                                    behavior=behavior)
 
 
-def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
-  """Records from a generic JSONL file (or every *.jsonl in a folder)."""
+def read_rows(path: str, media_root: str | None, source: str, id_keys: tuple[str, ...],
+              build: Callable[[dict[str, Any], str, str], rec.ContentBehaviorRecord]
+              ) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
+  """The read loop of every JSONL source: each line of each *.jsonl file becomes a record or a
+  Quarantined. `build(row, record_id, media_root)` maps one parsed row; its RecordErrors quarantine it."""
   for file in sources.files_in(path, (".jsonl",)):
     root = sources.default_media_root(file, media_root)
-    for location, row in json_lines(file, SOURCE):
+    for location, row in json_lines(file, source):
       if isinstance(row, rec.Quarantined):
         yield row
         continue
-      rid = row_id(row, "record_id", fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root)
+      rid = row_id(row, *id_keys, fallback=location.rsplit("/", 1)[-1])
+      yield sources.convert(lambda: build(row, rid, root), rid, source, location, root)
+
+
+def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
+  """Records from a generic JSONL file (or every *.jsonl in a folder)."""
+  return read_rows(path, media_root, SOURCE, ("record_id",), lambda row, rid, root: record_from_row(row))

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from data_pipeline import records as rec
-from data_pipeline import sources
-from data_pipeline.sources.jsonl import json_lines, media_refs, row_id
+from data_pipeline.sources.jsonl import media_refs, read_rows
 
 SOURCE = "tweets"
 
@@ -35,11 +34,4 @@ def record_from_row(row: dict[str, Any], rid: str) -> rec.ContentBehaviorRecord:
 
 def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
   """Records from a tweets JSONL file (or every *.jsonl in a folder)."""
-  for file in sources.files_in(path, (".jsonl",)):
-    root = sources.default_media_root(file, media_root)
-    for location, row in json_lines(file, SOURCE):
-      if isinstance(row, rec.Quarantined):
-        yield row
-        continue
-      rid = row_id(row, "id", "tweet_id", fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: record_from_row(row, rid), rid, SOURCE, location, root)
+  return read_rows(path, media_root, SOURCE, ("id", "tweet_id"), lambda row, rid, root: record_from_row(row, rid))
