@@ -49,8 +49,9 @@ def merge_markers(markers: Sequence[dict[str, Any]]) -> list[tuple[float, float,
     return []
   parsed.sort()
   scale = 100.0 if max(p[2] for p in parsed) <= 1.0 else 1.0
-  if max(p[2] for p in parsed) * scale > 100.0:
-    raise rec.RecordError("out_of_range", f"replay_score above 100")
+  top = max(p[2] for p in parsed) * scale
+  if top > 100.0:
+    raise rec.RecordError("out_of_range", f"replay_score {top:g} is above 100 (scores are 0-1 or 0-100)")
   segments: list[list[float]] = []
   cur: list[float] | None = None
   for start, end, score in parsed:
