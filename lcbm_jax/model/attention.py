@@ -91,6 +91,25 @@ def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
   return out_BTKGd.reshape(b, t, h, d)
 
 
+# Query rows per block of `causal_attention`. On 2 CPU cores a 512-token row spends about half of
+# a demo training step in the float32 softmax; skipping the all-masked upper blocks saves ~3/8 of it.
+CAUSAL_BLOCK = 128
+
+
+def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int = CAUSAL_BLOCK):
+  """`dot_product_attention` for a mask that is causal in slot order (key slot > query slot is
+  always masked): query block i reads keys [0, (i + 1) * block) only. Rows with at least one
+  visible key get the same result (the skipped keys have zero weight); fully masked rows
+  (padding) may differ, and nothing reads them."""
+  t = q_BTHd.shape[1]
+  if t <= block or t % block:
+    return dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT)
+  outs = [dot_product_attention(q_BTHd[:, lo:lo + block], k_BTKd[:, :lo + block], v_BTKd[:, :lo + block],
+                                mask_BTT[:, lo:lo + block, :lo + block])
+          for lo in range(0, t, block)]
+  return jnp.concatenate(outs, axis=1)
+
+
 class Attention(nn.Module):
   """Multi-head attention with projections named q, k, v, o (kernels [D,H,d] / [H,d,D])."""
   num_heads: int
@@ -98,6 +117,7 @@ class Attention(nn.Module):
   head_dim: int
   use_bias: bool
   rope_theta: float | None = None   # None = no rotary embedding (CLIP)
+  causal: bool = False              # callers' masks are causal in slot order (the Llama decoder)
   kv_axis: str = "kv_heads"         # logical name of the key/value head axis
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
@@ -131,7 +151,10 @@ class Attention(nn.Module):
       new_cache = (k_BSKd, v_BSKd)
     else:
       k_BSKd, v_BSKd, new_cache = k_BTKd, v_BTKd, None
-    out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
+    if self.causal and cache is None and mask_BTS is not None:
+      out_BTHd = causal_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS)
+    else:
+      out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
     out_BTHd = checkpoint_name(out_BTHd, "attn_out")
     out_BTD = nn.DenseGeneral(
         features=d_model, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
