@@ -47,11 +47,15 @@ from tqdm import tqdm
 from data_pipeline import records as rec
 from lcbm_jax.errors import UserError
 
-GENERATOR_VERSION = "behavior-world-v1"
+GENERATOR_VERSION = "behavior-world-v2"
 IMAGE_SIZE = 64
-# Scenes per video. With 16 image tokens per keyframe, a 7-scene behavior_simulation verbalization
-# stays under 512 tokens (the CPU demo's row length); 8 scenes would not.
-MIN_SCENES, MAX_SCENES = 4, 7
+# Scenes per video, uniform. With 16 image tokens per keyframe, a 7-scene behavior_simulation
+# verbalization stays under 512 tokens (the CPU demo's row length); 8 scenes would not. Short videos
+# (1-3 scenes, like many ads) matter for learning: in a one-scene video the replay depends on the only
+# caption there is, so a model first learns caption -> replay there and then which scene to read in
+# longer ones. With 4-7 scenes only, the demo model never started reading the right scene in its
+# CPU budget (within-video slope of predicted replay on "fast" ~0 at 500 steps; docs/performance.md).
+MIN_SCENES, MAX_SCENES = 1, 7
 
 OBJECTS = ("ball", "box", "pyramid", "star", "heart", "kite", "ring", "cross")
 COLOURS = {"red": (220, 30, 30), "blue": (40, 70, 230), "green": (30, 170, 60), "yellow": (245, 215, 20),
