@@ -351,3 +351,59 @@ def test_runner_scores_more_options_than_one_call_holds(tiny):
   assert [len(g) for g in got] == [70, 2]
   want = inference.score(cfg, params, [prompts[0]] * 70 + [prompts[1]] * 2, options[0] + options[1]).total
   np.testing.assert_allclose(np.concatenate(got), want, rtol=1e-4, atol=1e-4)
+
+
+def test_replay_probe_slope_matches_fixed_effects_least_squares():
+  """experiments/replay_probe.py's within-video slope = the feature coefficient of an OLS fit with one
+  dummy per video (numpy lstsq as the reference), and 0 when predictions ignore the feature."""
+  import importlib.util
+  import os
+  spec = importlib.util.spec_from_file_location(
+      "replay_probe", os.path.join(os.path.dirname(__file__), "..", "experiments", "replay_probe.py"))
+  probe = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(probe)
+  rng = np.random.default_rng(0)
+  video = np.repeat(np.arange(12), rng.integers(1, 8, 12))
+  x = rng.integers(0, 2, len(video)).astype(float)
+  y = 3.0 * x + rng.normal(0, 1, 12)[video] * 5 + rng.normal(0, 0.5, len(video))
+  design = np.column_stack([x, np.eye(12)[video]])
+  reference = np.linalg.lstsq(design, y, rcond=None)[0][0]
+  assert abs(probe.within_video_slope(y, x, video) - reference) < 1e-9
+  assert abs(reference - 3.0) < 0.5
+  per_video_only = rng.normal(0, 1, 12)[video]   # a model that predicts one value per video
+  assert abs(probe.within_video_slope(per_video_only, x, video)) < 1e-12
+
+
+def test_replay_paired_bootstrap_matches_scipy():
+  """Video-level paired bootstrap CI of (model - baseline) RMSE and accuracy agrees with
+  scipy.stats.bootstrap (paired, percentile) on the same per-video sums; a model equal to the
+  baseline gets an interval of exactly 0, a much better one an interval below 0."""
+  from scipy import stats
+  rng = np.random.default_rng(1)
+  true = [rng.uniform(20, 80, rng.integers(1, 8)) for _ in range(60)]
+  base = [t + rng.normal(0, 12, t.size) for t in true]
+  pred = [t + rng.normal(0, 6, t.size) for t in true]
+  pred[3] = pred[3].copy()
+  pred[3][0] = np.nan   # unparseable: baseline value for RMSE, wrong for accuracy
+  ci = behavior.replay_paired_bootstrap(pred, base, true, np.random.default_rng(0), n_boot=20000)
+  filled = [np.where(np.isnan(p), b, p) for p, b in zip(pred, base)]
+  sse_m = np.array([np.sum((p - t) ** 2) for p, t in zip(filled, true)])
+  sse_b = np.array([np.sum((b - t) ** 2) for b, t in zip(base, true)])
+  hit_m = np.array([np.sum(np.abs(p - t) <= 5) for p, t in zip(pred, true)])   # NaN compares False
+  hit_b = np.array([np.sum(np.abs(b - t) <= 5) for b, t in zip(base, true)])
+  cnt = np.array([t.size for t in true], float)
+
+  def d_rmse(a, b, c, axis=-1):
+    return np.sqrt(a.sum(axis) / c.sum(axis)) - np.sqrt(b.sum(axis) / c.sum(axis))
+
+  def d_acc(a, b, c, axis=-1):
+    return (a.sum(axis) - b.sum(axis)) / c.sum(axis)
+
+  for key, fn, data in (("rmse", d_rmse, (sse_m, sse_b, cnt)), ("acc_within_5", d_acc, (hit_m, hit_b, cnt))):
+    ref = stats.bootstrap(data, fn, paired=True, vectorized=True, n_resamples=20000, method="percentile",
+                          random_state=np.random.default_rng(2)).confidence_interval
+    width = ref.high - ref.low
+    assert abs(ci[key][0] - ref.low) < 0.05 * width and abs(ci[key][1] - ref.high) < 0.05 * width, (ci[key], ref)
+  assert ci["rmse"][1] < 0 and ci["acc_within_5"][0] > 0 and ci["videos"] == 60
+  same = behavior.replay_paired_bootstrap(base, base, true, np.random.default_rng(0))
+  assert same["rmse"] == (0.0, 0.0) and same["acc_within_5"] == (0.0, 0.0)

@@ -246,6 +246,31 @@ def replay_metrics(pred_scenes: Sequence[Sequence[float]], true_scenes: Sequence
   }
 
 
+def replay_paired_bootstrap(pred_scenes: Sequence[Sequence[float]], base_scenes: Sequence[Sequence[float]],
+                            true_scenes: Sequence[Sequence[float]], rng: np.random.Generator, *,
+                            n_boot: int = 2000, level: float = 0.95, tol: float = 5.0) -> dict:
+  """Confidence intervals of (model - baseline) replay RMSE and |err|<=tol accuracy, resampling
+  *videos* with replacement (paired: each resample scores both on the same videos, so the
+  video-to-video spread they share cancels). Unparseable model scenes count as in
+  `replay_metrics` (baseline value for RMSE, wrong for accuracy).
+  Returns {"rmse": (low, high), "acc_within_5": (low, high), "videos": V}."""
+  base = [_as_array(b) for b in base_scenes]
+  pred = [_fill(_as_array(p), b) for p, b in zip(pred_scenes, base)]
+  hit = [np.abs(_as_array(p) - _as_array(t)) <= tol for p, t in zip(pred_scenes, true_scenes)]   # NaN -> False
+  true = [_as_array(t) for t in true_scenes]
+  per_video = np.array([[np.sum((p - t) ** 2), np.sum((b - t) ** 2), h.sum(), np.sum(np.abs(b - t) <= tol), t.size]
+                        for p, b, h, t in zip(pred, base, hit, true)], np.float64).reshape(-1, 5)
+  v = len(per_video)
+  if v == 0:
+    return {"rmse": (math.nan, math.nan), "acc_within_5": (math.nan, math.nan), "videos": 0}
+  sums = per_video[rng.integers(0, v, (n_boot, v))].sum(axis=1)   # [n_boot, 5]
+  d_rmse = np.sqrt(sums[:, 0] / sums[:, 4]) - np.sqrt(sums[:, 1] / sums[:, 4])
+  d_acc = (sums[:, 2] - sums[:, 3]) / sums[:, 4]
+  q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+  return {"rmse": tuple(float(x) for x in np.percentile(d_rmse, q)),
+          "acc_within_5": tuple(float(x) for x in np.percentile(d_acc, q)), "videos": v}
+
+
 def accuracy(pred_labels: Sequence, true_labels: Sequence) -> dict:
   """Exact-match accuracy of labels; None predictions are unparseable and wrong."""
   if len(pred_labels) != len(true_labels):

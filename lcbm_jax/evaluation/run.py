@@ -280,12 +280,18 @@ def _replay_rows(pred_by_video, true_by_video, scenes_by_video, base: behavior.R
   glob = behavior.replay_metrics([base.predict_global(s) for s in scenes_by_video], true_by_video)
   rand = behavior.replay_metrics(behavior.random_replay_predictions(true_by_video, rng), true_by_video)
   n = m["n"]
-  return {
+  ci = behavior.replay_paired_bootstrap(pred_by_video, [base.predict_position(s) for s in scenes_by_video],
+                                        true_by_video, rng)
+  rows = {
       "replay_rmse": _row(m["rmse"], n, position_mean=pos["rmse"], global_mean=glob["rmse"], random=rand["rmse"]),
       "replay_acc<=5": _row(m["acc_within_5"], n, position_mean=pos["acc_within_5"],
                             global_mean=glob["acc_within_5"], random=rand["acc_within_5"]),
       "replay_unparseable": _row(m["unparseable"], n),
   }
+  # 95% interval of (model - per-scene mean), videos resampled: "clearly better" = excludes 0.
+  rows["replay_rmse"]["ci95_vs_position_mean"] = ci["rmse"]
+  rows["replay_acc<=5"]["ci95_vs_position_mean"] = ci["acc_within_5"]
+  return rows
 
 
 def _scalar_rows(name: str, pred, true, train_values: Iterable, log10: bool = False) -> dict:
