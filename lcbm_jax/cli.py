@@ -119,6 +119,8 @@ def _bench_parsers(sub):
   p.add_argument("--batch-size", type=int, default=8)
   p.add_argument("--seq-len", type=int, default=512)
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--attention-block", type=int, nargs="*", default=None,
+                 help="query rows per causal attention block, one run each side by side (0 = full attention)")
   p.set_defaults(command="bench train")
 
 

@@ -96,13 +96,14 @@ def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
 CAUSAL_BLOCK = 128
 
 
-def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int = CAUSAL_BLOCK):
+def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int | None = None):
   """`dot_product_attention` for a mask that is causal in slot order (key slot > query slot is
   always masked): query block i reads keys [0, (i + 1) * block) only. Rows with at least one
   visible key get the same result (the skipped keys have zero weight); fully masked rows
-  (padding) may differ, and nothing reads them."""
+  (padding) may differ, and nothing reads them. block None = CAUSAL_BLOCK at trace time; 0 = off."""
+  block = CAUSAL_BLOCK if block is None else block
   t = q_BTHd.shape[1]
-  if t <= block or t % block:
+  if block <= 0 or t <= block or t % block:
     return dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT)
   outs = [dot_product_attention(q_BTHd[:, lo:lo + block], k_BTKd[:, :lo + block], v_BTKd[:, :lo + block],
                                 mask_BTT[:, lo:lo + block, :lo + block])

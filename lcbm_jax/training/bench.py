@@ -1,6 +1,7 @@
 """`lcbm bench train`: training tokens/s and MFU of a preset on synthetic batches (no data pipeline).
 
   lcbm bench train --preset demo --steps 10 --batch-size 8 --seq-len 512
+  lcbm bench train --preset demo --attention-block 0 128   # full vs block-skipping causal attention
 
 The peak used for MFU is the data-sheet figure on GPU/TPU and a measured float32 matmul on CPU, so
 on CPU the MFU says how close the step gets to what this machine's matmuls can do.
@@ -72,8 +73,15 @@ def run(preset: str, steps: int, batch_size: int, seq_len: int, dtype: str) -> d
 
 
 def cli_bench(args) -> int:
-  r = run(args.preset, args.steps, args.batch_size, args.seq_len, args.dtype)
-  print(f"preset {r['preset']} ({r['dtype']}) on {r['devices']} device(s): compile {r['compile_s']:.1f} s, "
-        f"step {r['step_s'] * 1e3:.0f} ms, {r['tokens_per_s']:.0f} tokens/s, {r['achieved_gflops']:.1f} GFLOP/s "
-        f"of {r['peak_gflops']:.1f} peak = MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
+  """One run per --attention-block value (0 = full attention), printed with its speed-up over the first."""
+  from lcbm_jax.model import attention
+  first = None
+  for block in args.attention_block or [attention.CAUSAL_BLOCK]:
+    attention.CAUSAL_BLOCK = block   # read when the step is traced, so each run compiles its own
+    r = run(args.preset, args.steps, args.batch_size, args.seq_len, args.dtype)
+    first = first or r
+    print(f"preset {r['preset']} ({r['dtype']}) attention block {block or 'off'} on {r['devices']} device(s): "
+          f"compile {r['compile_s']:.1f} s, step {r['step_s'] * 1e3:.0f} ms, {r['tokens_per_s']:.0f} tokens/s "
+          f"({first['step_s'] / r['step_s']:.2f}x), {r['achieved_gflops']:.1f} GFLOP/s "
+          f"of {r['peak_gflops']:.1f} peak = MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
   return 0
