@@ -53,8 +53,6 @@ from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline.tokenizer import Tokenizer, expand_image_tokens
 from lcbm_jax.errors import UserError
 
-CLIP_MEAN = np.array(images_lib.CLIP_MEAN, np.float32)
-CLIP_STD = np.array(images_lib.CLIP_STD, np.float32)
 _STATE_VERSION = 1
 _INFINITE = 2 ** 62   # sample count of a num_epochs=None stream (Grain ranges are lazy)
 

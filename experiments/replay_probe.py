@@ -38,33 +38,27 @@ def within_video_slope(y, x, video) -> float:
 
 def probe(checkpoint_path: str, data_dir: str, examples: int) -> dict:
   import jax
-  from lcbm_jax import checkpoint
+  from data_pipeline import pipeline
+  from lcbm_jax import checkpoint, inference
   from lcbm_jax.errors import UserError
-  from lcbm_jax.evaluation import run as eval_run
-  from lcbm_jax.model import lcbm
 
   cfg, params, tok = checkpoint.load_for_inference(checkpoint_path)
-  data = eval_run._Data(data_dir, tok, cfg, examples, {})
-  ex = data.examples("test", "behavior_simulation")
+  ex = list(pipeline.eval_examples(data_dir, "test", "behavior_simulation", tokenizer=tok,
+                                   image_size=cfg.vision.image_size, max_images=cfg.max_images,
+                                   num_image_tokens=cfg.num_image_tokens, max_examples=examples))
   digits = [tok.encode(str(d))[-1] for d in range(10)]
   if [tok.id_to_piece(i) for i in digits] != [str(d) for d in range(10)]:
     raise UserError("this tokenizer does not split digits; the probe needs one id per digit")
-  length = max(len(e.prompt_ids) + len(e.target_ids) for e in ex)
-  forward = jax.jit(lambda p, i, im, s, q: lcbm.LCBM(cfg).apply({"params": p}, i, im, s, q))
   rows = []   # (video, expected tens, true tens, p(true tens), flags...)
   for v, e in enumerate(ex):
-    ids = np.concatenate([e.prompt_ids, e.target_ids])
-    n = len(ids)
-    x = np.zeros((1, length), np.int32)
-    x[0, :n] = ids
-    seg = (np.arange(length) < n).astype(np.int32)[None]
-    pos = np.where(seg[0] > 0, np.arange(length), 0).astype(np.int32)[None]
-    images = np.zeros((1, cfg.max_images, cfg.vision.image_size, cfg.vision.image_size, 3), np.float32)
+    ids = [*e.prompt_ids, *e.target_ids]
+    # Always max_images slots (unused ones zero): one compilation for any image count.
+    images = np.zeros((1, cfg.max_images, *e.images.shape[1:]), np.float32)
     images[0, :len(e.images)] = e.images
-    logits = np.asarray(forward(params, x, images, seg, pos))[0]
+    logits = inference.logits(cfg, params, [ids], images)[0]
     pieces = [tok.id_to_piece(i) for i in ids]
     scene = 0
-    for t in range(len(e.prompt_ids) + 2, n - 1):
+    for t in range(len(e.prompt_ids) + 2, len(ids) - 1):
       if pieces[t - 2:t + 1] == ["Replay", ":", "▁"] and pieces[t + 1].isdigit():
         p = np.asarray(jax.nn.softmax(logits[t, digits]))
         true = int(pieces[t + 1]) if pieces[t + 2].isdigit() else 0   # one-digit replays have tens 0

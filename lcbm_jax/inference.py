@@ -156,15 +156,35 @@ def generate(cfg: LCBMConfig, params, prompts: Sequence[Sequence[int]], images=N
 
 
 @functools.lru_cache(maxsize=16)
-def _forward_fn(cfg: LCBMConfig):
+def _forward_fn(cfg: LCBMConfig, log_probs_of_next: bool):
   model = lcbm.LCBM(cfg)
 
   def run(params, ids_BL, images, seg_BL, pos_BL):
     logits_BLV = model.apply({"params": params}, ids_BL, images, seg_BL, pos_BL)
+    if not log_probs_of_next:
+      return logits_BLV
     logp_BLV = jax.nn.log_softmax(logits_BLV[:, :-1], axis=-1)
     return jnp.take_along_axis(logp_BLV, ids_BL[:, 1:, None], axis=-1)[..., 0]
 
   return jax.jit(run)
+
+
+def _padded(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """ids, segment ids and positions of rows right-padded to a bucketed length (few compilations)."""
+  length = _round_up(max(len(r) for r in rows))
+  ids = np.zeros((len(rows), length), np.int32)
+  seg = np.zeros((len(rows), length), np.int32)
+  for i, r in enumerate(rows):
+    ids[i, :len(r)] = r
+    seg[i, :len(r)] = 1
+  return ids, seg, np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape)
+
+
+def logits(cfg: LCBMConfig, params, rows: Sequence[Sequence[int]], images=None) -> np.ndarray:
+  """float32[B, L, V] next-token logits of whole rows (one forward, no cache); row i is valid up to
+  len(rows[i]). For probes that need whole distributions; `score` keeps them on the device."""
+  ids, seg, pos = _padded(_check_rows(cfg, rows, images, "logits"))
+  return np.asarray(_forward_fn(cfg, False)(params, ids, _images(images), seg, pos))
 
 
 def score(cfg: LCBMConfig, params, prompt_ids: Sequence[Sequence[int]],
@@ -175,14 +195,8 @@ def score(cfg: LCBMConfig, params, prompt_ids: Sequence[Sequence[int]],
   if len(conts) != len(prompts):
     raise UserError(f"score: {len(prompts)} prompts but {len(conts)} continuations")
   rows = _check_rows(cfg, [p + c for p, c in zip(prompts, conts)], images, "score")
-  length = _round_up(max(len(r) for r in rows))
-  ids = np.zeros((len(rows), length), np.int32)
-  seg = np.zeros((len(rows), length), np.int32)
-  for i, r in enumerate(rows):
-    ids[i, :len(r)] = r
-    seg[i, :len(r)] = 1
-  pos = np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape)
-  logp = np.asarray(_forward_fn(cfg)(params, ids, _images(images), seg, pos), np.float64)
+  ids, seg, pos = _padded(rows)
+  logp = np.asarray(_forward_fn(cfg, True)(params, ids, _images(images), seg, pos), np.float64)
   # logp[:, j] is log p(ids[:, j + 1]); continuation token k sits at len(prompt) + k.
   per_token = [logp[i, len(p) - 1:len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompts, conts))]
   return Scores(np.array([x.sum() for x in per_token]), per_token)

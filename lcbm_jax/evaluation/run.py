@@ -274,14 +274,13 @@ def _generate(runner: Runner, examples, desc: str) -> list[str]:
 
 
 def _replay_rows(pred_by_video, true_by_video, scenes_by_video, base: behavior.ReplayBaseline, rng) -> dict:
-  m = behavior.replay_metrics(pred_by_video, true_by_video,
-                              [base.predict_position(s) for s in scenes_by_video])
-  pos = behavior.replay_metrics([base.predict_position(s) for s in scenes_by_video], true_by_video)
+  pos_pred = [base.predict_position(s) for s in scenes_by_video]
+  m = behavior.replay_metrics(pred_by_video, true_by_video, pos_pred)
+  pos = behavior.replay_metrics(pos_pred, true_by_video)
   glob = behavior.replay_metrics([base.predict_global(s) for s in scenes_by_video], true_by_video)
   rand = behavior.replay_metrics(behavior.random_replay_predictions(true_by_video, rng), true_by_video)
   n = m["n"]
-  ci = behavior.replay_paired_bootstrap(pred_by_video, [base.predict_position(s) for s in scenes_by_video],
-                                        true_by_video, rng)
+  ci = behavior.replay_paired_bootstrap(pred_by_video, pos_pred, true_by_video, rng)
   rows = {
       "replay_rmse": _row(m["rmse"], n, position_mean=pos["rmse"], global_mean=glob["rmse"], random=rand["rmse"]),
       "replay_acc<=5": _row(m["acc_within_5"], n, position_mean=pos["acc_within_5"],

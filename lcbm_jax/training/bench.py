@@ -75,10 +75,13 @@ def run(preset: str, steps: int, batch_size: int, seq_len: int, dtype: str) -> d
 def cli_bench(args) -> int:
   """One run per --attention-block value (0 = full attention), printed with its speed-up over the first."""
   from lcbm_jax.model import attention
-  first = None
-  for block in args.attention_block or [attention.CAUSAL_BLOCK]:
+  first, default = None, attention.CAUSAL_BLOCK
+  for block in args.attention_block or [default]:
     attention.CAUSAL_BLOCK = block   # read when the step is traced, so each run compiles its own
-    r = run(args.preset, args.steps, args.batch_size, args.seq_len, args.dtype)
+    try:
+      r = run(args.preset, args.steps, args.batch_size, args.seq_len, args.dtype)
+    finally:
+      attention.CAUSAL_BLOCK = default
     first = first or r
     print(f"preset {r['preset']} ({r['dtype']}) attention block {block or 'off'} on {r['devices']} device(s): "
           f"compile {r['compile_s']:.1f} s, step {r['step_s'] * 1e3:.0f} ms, {r['tokens_per_s']:.0f} tokens/s "
