@@ -10,7 +10,7 @@ from PIL import Image
 
 import corrupt_corpus
 import pipeline_helpers as helpers
-from data_pipeline import commands, pipeline, verbalize
+from data_pipeline import commands, images, pipeline, verbalize
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax.errors import UserError
@@ -216,7 +216,7 @@ def test_video_keyframes_follow_frame_indices(tmp_path):
   frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
   for i in (0, 2, 4):
     x = pipeline.decode_image(buf.getvalue(), i, 8)
-    red = x[..., 0] * pipeline.CLIP_STD[0] + pipeline.CLIP_MEAN[0]
+    red = x[..., 0] * images.CLIP_STD[0] + images.CLIP_MEAN[0]
     assert abs(red.mean() * 255 - 40 * i) < 3
   with pytest.raises(Exception) as e:
     pipeline.decode_image(buf.getvalue(), 9, 8)
