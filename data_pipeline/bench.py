@@ -13,20 +13,24 @@ import os
 import sys
 import tempfile
 import time
+from typing import Sequence
 
-from data_pipeline import commands, pipeline, verbalize
+from data_pipeline import commands, pipeline, verbalize, vocab, world
 from lcbm_jax.errors import UserError
 
 
-def run(data_dir: str, tokenizer_dir: str, workers: list[int], batches: int, image_size: int = 224,
-        batch_size: int = 8, seq_len: int = 1024) -> list[dict]:
-  """One measurement per worker count: {"workers", "samples", "seconds", "samples_per_s", "batches"}."""
+def run(data_dir: str, tokenizer_dir: str, workers: list[int], batches: int, *, image_mean: Sequence[float],
+        image_std: Sequence[float], image_size: int = 224, batch_size: int = 8, seq_len: int = 1024) -> list[dict]:
+  """One measurement per worker count: {"workers", "samples", "seconds", "samples_per_s", "batches"}.
+
+  image_mean / image_std: the model's image normalisation (RGB), as training would use it.
+  """
   results = []
   for w in workers:
     cfg = pipeline.PipelineConfig(
         data_dir=data_dir, tokenizer=tokenizer_dir, tasks=tuple((t, 1.0) for t in verbalize.TASKS),
-        seq_len=seq_len, batch_size=batch_size, image_size=image_size, max_images=4, num_image_tokens=16,
-        num_epochs=None, worker_count=w, seed=0)
+        seq_len=seq_len, batch_size=batch_size, image_size=image_size, image_mean=tuple(image_mean),
+        image_std=tuple(image_std), max_images=4, num_image_tokens=16, num_epochs=None, worker_count=w, seed=0)
     it = pipeline.make_iterator(cfg)
     next(it)   # start-up (worker processes, file handles) is not throughput
     samples, t0 = 0, time.perf_counter()
@@ -49,20 +53,21 @@ def format_results(results: list[dict], image_size: int) -> str:
   return "\n".join(lines)
 
 
-def cli_bench(args) -> int:
-  if not args.workers or min(args.workers) < 0 or args.batches < 1:
+def bench(data_dir: str | None, workers: Sequence[int], batches: int, *, image_mean: Sequence[float],
+          image_std: Sequence[float], image_size: int = 224) -> list[dict]:
+  """`run` on `data_dir` (default: a small corpus generated and built in a temporary directory), with a
+  tokenizer trained on its train split."""
+  if not workers or min(workers) < 0 or batches < 1:
     raise UserError("--workers needs counts >= 0 and --batches >= 1")
   with tempfile.TemporaryDirectory(prefix="lcbm-bench-data-") as tmp:
-    data_dir = args.data
     if data_dir is None:
-      from data_pipeline.sources import behavior_world
       gen = os.path.join(tmp, "gen")
       print(f"generating and building a small corpus in {tmp}", file=sys.stderr)
-      behavior_world.generate(gen, seed=0, size="small")
+      world.generate(gen, seed=0, size="small")
       data_dir = os.path.join(tmp, "built")
       commands.build_corpus("behavior_world", gen, data_dir)
     tok_dir = os.path.join(tmp, "tok")
-    commands.train_corpus_tokenizer(pipeline.Corpus(data_dir, "train")).save(tok_dir)
-    results = run(data_dir, tok_dir, list(args.workers), args.batches, image_size=args.image_size)
-  print(format_results(results, args.image_size))
-  return 0
+    vocab.train_corpus_tokenizer(pipeline.Corpus(data_dir, "train"), verbalize.TASKS,
+                                 vocab_size=vocab.QUICK_VOCAB_SIZE, max_images=4, seed=0, out_dir=tok_dir)
+    return run(data_dir, tok_dir, list(workers), batches, image_mean=image_mean, image_std=image_std,
+               image_size=image_size)

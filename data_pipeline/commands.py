@@ -1,4 +1,5 @@
-"""`lcbm data build` and `lcbm data inspect`: corpora -> TFDS ArrayRecord, and a look at what was built.
+"""Corpora -> TFDS ArrayRecord (`build_corpus`), and a look at what was built (`inspect_text`): the
+library behind `lcbm data build` and `lcbm data inspect` (lcbm_jax/cli/data.py).
 
   lcbm data generate --out /tmp/bw                                   # the embedded corpus (H3)
   lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
@@ -9,18 +10,15 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
-import tempfile
 from typing import Any, Iterable
 
 import numpy as np
 
-from data_pipeline import pipeline, sources, verbalize
+from data_pipeline import pipeline, sources, verbalize, vocab
+from data_pipeline.sources import behavior_world
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax.errors import UserError
-
-_INSPECT_VOCAB = 2000
 
 
 def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | None = None) -> list[dict[str, Any]]:
@@ -31,7 +29,6 @@ def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | N
   if not os.path.exists(input_path):
     raise UserError(f"--input {input_path} does not exist")
   if source == "behavior_world":
-    from data_pipeline.sources import behavior_world
     by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
     for entry in behavior_world.load_manifest(input_path)["files"]:
       if not entry["count"]:   # TFDS cannot write an empty split
@@ -52,34 +49,21 @@ def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | N
   return reports
 
 
-def cli_build(args) -> int:
-  reports = build_corpus(args.source, args.input, args.out, args.media_root)
-  for report in reports:
-    print(f"\n== {report['dataset']}  ({report['path']})")
-    for split, c in report["splits"].items():
-      print(f"  {split:12s} {c['records']:7d} records  {c['quarantined']:5d} quarantined")
-    print(_indent(builder_lib.format_quarantine_table(report["reasons"])))
-    print(f"  report: {os.path.join(report['path'], builder_lib.QUARANTINE_FILE)}")
-  return 0
+def format_report(report: dict[str, Any]) -> str:
+  """One `build_corpus` report as text: records and quarantined per split, the reasons, the report file."""
+  lines = [f"\n== {report['dataset']}  ({report['path']})"]
+  for split, c in report["splits"].items():
+    lines.append(f"  {split:12s} {c['records']:7d} records  {c['quarantined']:5d} quarantined")
+  lines.append(_indent(builder_lib.format_quarantine_table(report["reasons"])))
+  lines.append(f"  report: {os.path.join(report['path'], builder_lib.QUARANTINE_FILE)}")
+  return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # inspect
 
-def cli_inspect(args) -> int:
-  with tempfile.TemporaryDirectory(prefix="lcbm-inspect-") as tmp:
-    data_dir = args.dir
-    if os.path.exists(os.path.join(data_dir, "manifest.json")) and not _has_built(data_dir):
-      # A generated corpus, not yet built: build it into a temporary directory first.
-      print(f"{data_dir} is a generated corpus; building it into {tmp} first", file=sys.stderr)
-      build_corpus("behavior_world", data_dir, tmp)
-      data_dir = tmp
-    print(inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
-                       num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
-  return 0
-
-
-def _has_built(d: str) -> bool:
+def is_built(d: str) -> bool:
+  """Whether `d` holds at least one built dataset (else it may be a generated corpus to build first)."""
   try:
     builder_lib.find_datasets(d)
   except UserError:
@@ -94,10 +78,8 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
   datasets = builder_lib.find_datasets(data_dir)
   reports, split_counts = [], collections.defaultdict(dict)
   for d in datasets:
-    with open(os.path.join(d, "dataset_info.json")) as f:
-      info = json.load(f)
-    for s in info.get("splits", []):
-      split_counts[info["name"]][s["name"]] = sum(int(n) for n in s.get("shardLengths", []))
+    info = builder_lib.read_dataset_info(d)
+    split_counts[info.name].update(info.split_counts)
     q_path = os.path.join(d, builder_lib.QUARANTINE_FILE)
     if os.path.exists(q_path):
       with open(q_path) as f:
@@ -112,7 +94,8 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
 
   split = "train" if "train" in splits else splits[0]
   corpus = pipeline.Corpus(data_dir, split)
-  tok = Tokenizer.load(tokenizer) if tokenizer else train_corpus_tokenizer(corpus)
+  tok = Tokenizer.load(tokenizer) if tokenizer else vocab.train_corpus_tokenizer(
+      corpus, verbalize.TASKS, vocab_size=vocab.QUICK_VOCAB_SIZE, max_images=max_images, seed=0)
   out.append(f"\n== one verbalized sample per task ({split} split)")
   out.extend(_task_samples(corpus, max_images))
 
@@ -158,19 +141,6 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
   return "\n".join(out)
 
 
-def train_corpus_tokenizer(corpus: pipeline.Corpus, vocab_size: int = _INSPECT_VOCAB,
-                           max_records: int = 2000) -> Tokenizer:
-  """A tokenizer trained (in seconds) on every task's verbalization of the corpus's first records."""
-  texts = []
-  for i in range(min(len(corpus), max_records)):
-    record = corpus[i]
-    for task in verbalize.TASKS:
-      if verbalize.applies(record, task, corpus.context):
-        texts.append(verbalize.verbalize(record, task, rng=np.random.default_rng(i), max_images=4,
-                                         context=corpus.context).text)
-  return Tokenizer.train(texts, vocab_size)
-
-
 def _task_samples(corpus: pipeline.Corpus, max_images: int) -> list[str]:
   out, todo = [], list(verbalize.TASKS)
   for i in range(len(corpus)):
@@ -206,8 +176,9 @@ def _histogram(values: Iterable[int], bins: int = 12, width: int = 40) -> str:
 
 
 def _histogram_png(values: list[int], path: str) -> None:
+  # matplotlib is slow to import, and only `--png` draws.
   import matplotlib
-  matplotlib.use("Agg")
+  matplotlib.use("Agg")   # no display; must precede the pyplot import
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 3.5))
   ax.hist(values, bins=30)

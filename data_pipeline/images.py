@@ -2,19 +2,19 @@
 
 One implementation so a model sees the same pixels in training, in `lcbm predict`, and in
 transformers after export: the steps and rounding are those of CLIPImageProcessor (PIL backend).
+The normalisation values belong to the model (`LCBMConfig.image_mean` / `image_std`, OpenAI CLIP's
+by default) and come in as arguments.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-# OpenAI CLIP normalisation (what the LLaVA image processor uses).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-
-def clip_preprocess(image: Image.Image, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
-  """PIL image -> float32[size, size, 3], CLIP-normalised.
+def clip_preprocess(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+  """PIL image -> float32[size, size, 3], normalised with the model's `mean` / `std` (RGB).
 
   RGB (alpha composited over white), bicubic resize of the shortest edge to `size` (the long edge
   truncated to int), centre crop (offsets rounded down), x / 255 in float64 then float32,

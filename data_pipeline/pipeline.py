@@ -4,15 +4,15 @@
   it = make_iterator(config)                    # validates everything before any work starts
   batch = next(it)                              # dict of numpy arrays, contract §5
   state = it.get_state(); it.set_state(state)   # JSON-serialisable; exact mid-epoch resume
-  gbatch = make_global(batch, mesh)             # jax.Arrays on the mesh (multi-host safe)
+  gbatch = sharding.make_global(batch, mesh)    # lcbm_jax.sharding: jax.Arrays on the mesh (multi-host safe)
 
 Per sample, in Grain (worker processes when `worker_count > 0`), a list of named transforms:
 `ReadRecord` (epoch shuffle, process shard, record + media bytes) -> `Verbalize` (a task drawn
 from the weighted mixture, deterministic per (seed, epoch, record)) -> `Tokenize` (segments ->
 ids, `<image>` expanded, target flags) -> `DecodeMedia` (Pillow decode of the keyframes
-`Verbalized.frame_indices` names, CLIP resize/crop/normalise). Sample order does not depend on the
-worker count: Grain hands out elements round-robin in index order, so 0 and 2 workers give the
-same batches.
+`Verbalized.frame_indices` names, CLIP resize/crop, normalised with the model config's mean and
+std). Sample order does not depend on the worker count: Grain hands out elements round-robin in
+index order, so 0 and 2 workers give the same batches.
 
 A sample that cannot be used never disappears: it flows on as a quarantine marker carrying its
 reason (`no_task`, `verbalize_error`, `too_long`, or a media reason of `records.REASONS`), and the
@@ -46,11 +46,13 @@ import grain
 import numpy as np
 from PIL import Image
 
+from data_pipeline import batch as batch_lib
 from data_pipeline import images as images_lib
 from data_pipeline import records as records_lib
 from data_pipeline import verbalize
 from data_pipeline.tfds_builders import builder as builder_lib
-from data_pipeline.tokenizer import Tokenizer, expand_image_tokens
+from data_pipeline import codec as codec_lib
+from data_pipeline.tokenizer import TextTokenizer, Tokenizer
 from lcbm_jax.errors import UserError
 
 _STATE_VERSION = 1
@@ -67,6 +69,10 @@ class PipelineConfig:
   seq_len: int = 512
   batch_size: int = 8
   image_size: int = 224
+  # The model config's normalisation (LCBMConfig.image_mean / image_std), so training and evaluation
+  # see the pixels predict and export feed; None only for text-only use (no DecodeMedia stage).
+  image_mean: tuple[float, float, float] | None = None
+  image_std: tuple[float, float, float] | None = None
   max_images: int = 4                             # image slots per row (and per sample)
   num_image_tokens: int = 256                     # ids per <image> (the vision tower's patch count)
   pack: bool = True
@@ -132,9 +138,7 @@ class Corpus:
     self.parts: list[tuple[str, str, int]] = []   # (dataset name, version dir, examples)
     contexts, self.build_quarantine = [], {}
     for d in builder_lib.find_datasets(data_dir):
-      with open(os.path.join(d, "dataset_info.json")) as f:
-        info = json.load(f)
-      counts = {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in info.get("splits", [])}
+      info = builder_lib.read_dataset_info(d)
       ctx_path = os.path.join(d, builder_lib.CONTEXT_FILE)
       if os.path.exists(ctx_path):
         with open(ctx_path) as f:
@@ -145,8 +149,8 @@ class Corpus:
           for item in json.load(f)["items"]:
             if item["split"] == split:
               self.build_quarantine[item["reason"]] = self.build_quarantine.get(item["reason"], 0) + 1
-      if split in counts:
-        self.parts.append((info["name"], d, counts[split]))
+      if split in info.split_counts:
+        self.parts.append((info.name, d, info.split_counts[split]))
     if not self.parts:
       raise UserError(f"no built corpus under {data_dir} has split {split!r}")
     self.context = builder_lib.context_from_json(contexts)
@@ -243,44 +247,43 @@ class Verbalize(grain.transforms.Map):
 
 
 class Tokenize(grain.transforms.Map):
-  """Segments -> [bos] ids [eos] with `<image>` expanded; `flags` marks target-segment tokens."""
+  """Verbalized -> `<s>` ids `</s>` with `<image>` expanded and target flags (`codec.Codec.encode`)."""
 
-  def __init__(self, tokenizer: Tokenizer, num_image_tokens: int, seq_len: int):
+  def __init__(self, tokenizer: TextTokenizer, num_image_tokens: int, seq_len: int):
     if num_image_tokens < 1:
       raise UserError(f"num_image_tokens={num_image_tokens} must be >= 1")
-    self.tokenizer, self.num_image_tokens, self.seq_len = tokenizer, num_image_tokens, seq_len
+    self.codec, self.seq_len = codec_lib.Codec(tokenizer, num_image_tokens), seq_len
 
   def map(self, elem: dict) -> dict:
     if elem["quarantine"]:
       return elem
-    tok, v = self.tokenizer, elem["verbalized"]
-    ids, flags = tok.encode_segments([s.text for s in v.segments], [s.is_target for s in v.segments])
-    ids = np.array([tok.bos_id, *ids, tok.eos_id], np.int32)
-    # </s> is learned (the model must learn to stop) when the sample has a target at all.
-    flags = np.array([False, *flags, any(flags)], bool)
-    reps = np.where(ids == tok.image_id, self.num_image_tokens, 1)
-    ids, flags = np.repeat(ids, reps), np.repeat(flags, reps)
-    n_images = len(v.media)
-    if len(ids) > self.seq_len:
-      return _marker(elem, "too_long", f"{len(ids)} tokens > seq_len {self.seq_len}")
-    elem.update(tokens=ids, flags=flags, n_images=n_images)
+    v = elem["verbalized"]
+    enc = self.codec.encode(v)
+    if len(enc.ids) > self.seq_len:
+      return _marker(elem, "too_long", f"{len(enc.ids)} tokens > seq_len {self.seq_len}")
+    elem.update(tokens=enc.ids, flags=enc.flags, n_images=len(v.media))
     return elem
 
 
 class DecodeMedia(grain.transforms.Map):
-  """Decodes each `<image>`'s media (the named keyframe for videos) -> float32[n, S, S, 3], CLIP-normalised."""
+  """Decodes each `<image>`'s media (the named keyframe for videos) -> float32[n, S, S, 3], CLIP-preprocessed
+  and normalised with `mean` / `std` (the model config's)."""
 
-  def __init__(self, image_size: int):
+  def __init__(self, image_size: int, mean: Sequence[float] | None, std: Sequence[float] | None):
     if image_size < 1:
       raise UserError(f"image_size={image_size} must be >= 1")
-    self.image_size = image_size
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+      raise UserError(f"image mean {mean} / std {std}: decoding images needs 3 values each (RGB, std > 0); "
+                      "pass the model config's (LCBMConfig.image_mean / image_std)")
+    self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
 
   def map(self, elem: dict) -> dict:
     v = elem.pop("verbalized", None)
     if elem["quarantine"]:
       return elem
     try:
-      images = [decode_image(m.data, f, self.image_size) for m, f in zip(v.media, v.frame_indices)]
+      images = [decode_image(m.data, f, self.image_size, self.mean, self.std)
+                for m, f in zip(v.media, v.frame_indices)]
     except records_lib.RecordError as e:
       # Keeps its token slots: packing (and the batch count) must not depend on decode results.
       return _marker(elem, e.reason, e.detail, slot=True)
@@ -289,9 +292,10 @@ class DecodeMedia(grain.transforms.Map):
     return elem
 
 
-def decode_image(data: bytes | None, frame: int, size: int) -> np.ndarray:
-  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (`images.clip_preprocess`).
-  RecordError("corrupt_media") if it does not decode."""
+def decode_image(data: bytes | None, frame: int, size: int, mean: Sequence[float],
+                 std: Sequence[float]) -> np.ndarray:
+  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (`images.clip_preprocess`) with
+  the model's `mean` / `std`. RecordError("corrupt_media") if it does not decode."""
   if not data:
     raise records_lib.RecordError("corrupt_media", "no media bytes")
   try:
@@ -299,7 +303,7 @@ def decode_image(data: bytes | None, frame: int, size: int) -> np.ndarray:
       if frame:
         img.seek(frame)
       img.load()
-      return images_lib.clip_preprocess(img, size)
+      return images_lib.clip_preprocess(img, size, mean, std)
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise records_lib.RecordError("corrupt_media", f"frame {frame}: {type(e).__name__}: {e}") from None
 
@@ -314,7 +318,7 @@ def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenize
       Tokenize(tokenizer, config.num_image_tokens, config.seq_len),
   ]
   if decode:
-    transforms.append(DecodeMedia(config.image_size))
+    transforms.append(DecodeMedia(config.image_size, config.image_mean, config.image_std))
   return transforms
 
 
@@ -362,17 +366,8 @@ class Packer:
 def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConfig,
              pad_id: int) -> dict[str, np.ndarray]:
   """Rows of samples -> the contract §5 batch (rows beyond len(rows) are padding)."""
-  L, M, S, H = config.seq_len, config.max_images, config.segments_per_row, config.image_size
-  batch = {
-      "input_ids": np.full((num_rows, L), pad_id, np.int32),
-      "images": np.zeros((num_rows, M, H, H, 3), np.float32),
-      "segment_ids": np.zeros((num_rows, L), np.int32),
-      "positions": np.zeros((num_rows, L), np.int32),
-      "targets": np.zeros((num_rows, L), np.int32),
-      "loss_mask": np.zeros((num_rows, L), np.float32),
-      "task_ids": np.full((num_rows, L), -1, np.int32),
-      "sample_ids": np.full((num_rows, S), -1, np.int64),
-  }
+  batch = batch_lib.empty_batch(num_rows, config.seq_len, config.max_images, config.image_size,
+                                config.segments_per_row, pad_id)
   for r, row in enumerate(rows):
     off = slot = seg = 0
     for e in row:
@@ -590,20 +585,6 @@ def make_iterator(config: PipelineConfig, state: Mapping[str, Any] | None = None
   return DataIterator(config, corpus, tokenizer, build_transforms(config, corpus, tokenizer), state)
 
 
-def make_global(batch: Mapping[str, np.ndarray], mesh, sharding=None) -> dict[str, Any]:
-  """Process-local batch -> global jax.Arrays (leading axis over the mesh's batch axes).
-
-  `sample_ids` (int64, bookkeeping only) stays a host numpy array: without jax x64 it cannot be
-  an int64 device array.
-  """
-  import jax
-  if sharding is None:
-    from lcbm_jax.sharding import batch_sharding
-    sharding = batch_sharding(mesh)
-  return {k: (v if k == "sample_ids" else jax.make_array_from_process_local_data(sharding, v))
-          for k, v in batch.items()}
-
-
 # ---------------------------------------------------------------------------------------------
 # Evaluation: one un-packed sample at a time.
 
@@ -617,17 +598,18 @@ class EvalExample:
   answer: Any
 
 
-def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer | str, image_size: int = 224,
-                  max_images: int = 4, num_image_tokens: int = 256, max_examples: int | None = None,
+def eval_examples(data_dir: str, split: str, task: str, *, codec: codec_lib.Codec,
+                  image_mean: Sequence[float], image_std: Sequence[float], image_size: int = 224,
+                  max_images: int = 4, max_examples: int | None = None,
                   seed: int = 0, content_only: bool = False, **task_options) -> Iterator[EvalExample]:
-  """Records of `split` that support `task`, verbalized deterministically (rng per (seed, record)).
+  """Records of `split` that support `task`, verbalized deterministically (rng per (seed, record)) and
+  encoded by `codec` exactly as training encodes them.
 
   A record whose media fails to decode (or whose template fails) is skipped and counted on stderr.
   `task_options` go to `verbalize.verbalize` (e.g. kbft `regime="past"`).
   """
   if task not in verbalize.TASKS:
     raise UserError(f"unknown task {task!r}; known: {', '.join(verbalize.TASKS)}")
-  tok = Tokenizer.load(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
   corpus = Corpus(data_dir, split)
   yielded, bad = 0, {}
   for i in range(len(corpus)):
@@ -642,16 +624,13 @@ def eval_examples(data_dir: str, split: str, task: str, *, tokenizer: Tokenizer 
     except ValueError:   # a template that cannot use this record's values (counted as in training)
       bad["verbalize_error"] = bad.get("verbalize_error", 0) + 1
       continue
-    ids, flags = tok.encode_segments([s.text for s in v.segments], [s.is_target for s in v.segments])
-    n = flags.index(True) if True in flags else len(ids)
     try:
-      images = [decode_image(m.data, f, image_size) for m, f in zip(v.media, v.frame_indices)]
+      images = [decode_image(m.data, f, image_size, image_mean, image_std) for m, f in zip(v.media, v.frame_indices)]
     except records_lib.RecordError as e:
       bad[e.reason] = bad.get(e.reason, 0) + 1
       continue
-    prompt = np.array(expand_image_tokens([tok.bos_id, *ids[:n]], tok.image_id, num_image_tokens), np.int32)
-    target = np.array([*ids[n:], tok.eos_id], np.int32)
-    yield EvalExample(record=record, verbalized=v, prompt_ids=prompt, target_ids=target,
+    enc = codec.encode(v)
+    yield EvalExample(record=record, verbalized=v, prompt_ids=enc.prompt_ids, target_ids=enc.target_ids,
                       images=np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.float32),
                       answer=v.answer)
     yielded += 1

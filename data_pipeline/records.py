@@ -202,6 +202,15 @@ def as_text_list(value: Any, field: str) -> tuple[str, ...]:
   return tuple(as_text(v, f"{field}[{i}]") for i, v in enumerate(value))
 
 
+def as_mapping(value: Any, field: str) -> dict[str, Any]:
+  """A nested object (a JSON object, a parquet struct); missing = empty."""
+  if value is None:
+    return {}
+  if not isinstance(value, dict):
+    raise RecordError("wrong_type", f"{field} is {type(value).__name__}, expected an object")
+  return value
+
+
 def as_date(value: Any, field: str = "date") -> str | None:
   """ISO date "YYYY-MM-DD" (a longer ISO timestamp is cut to its date)."""
   if value is None or value == "":

@@ -1,4 +1,4 @@
-"""SentencePiece tokenizer for lcbm: train on a corpus, load LLaMA models, encode verbalized segments.
+"""Tokenizers for lcbm: the interface the codec calls (`TextTokenizer`), and SentencePiece behind it.
 
 Id conventions are LLaMA's, so an exported `tokenizer.model` loads in Hugging Face's
 `LlamaTokenizer` with the same ids: `<unk>` = 0, `<s>` = 1, `</s>` = 2. Padding uses a dedicated
@@ -15,8 +15,10 @@ Identity normalisation without whitespace folding makes `decode(encode(x)) == x`
 from __future__ import annotations
 
 import io
+import json
 import os
-from typing import Iterable, Sequence
+import re
+from typing import Any, Iterable, Protocol, Sequence
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
@@ -30,6 +32,21 @@ ROLE_PIECES = ("USER:", "ASSISTANT:", "SYSTEM:")
 MODEL_FILENAME = "tokenizer.model"
 
 _Piece = model_pb2.ModelProto.SentencePiece
+
+
+class TextTokenizer(Protocol):
+  """What the codec needs of a tokenizer, whatever library is behind it."""
+  vocab_size: int
+  unk_id: int
+  bos_id: int
+  eos_id: int
+  pad_id: int
+  image_id: int
+
+  def encode(self, text: str) -> list[int]: ...
+  def encode_with_offsets(self, text: str) -> list[tuple[int, int, int]]: ...
+  def decode(self, ids: Sequence[int]) -> str: ...
+  def id_to_piece(self, i: int) -> str: ...
 
 
 class Tokenizer:
@@ -122,6 +139,11 @@ class Tokenizer:
     """Token ids of `text`; each "<image>" becomes the single id `image_id`."""
     return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
 
+  def encode_with_offsets(self, text: str) -> list[tuple[int, int, int]]:
+    """(id, first byte, end byte) per piece of `text`, byte offsets into its UTF-8 encoding; a
+    zero-width piece (the dummy prefix, a leading byte-fallback piece) has first == end."""
+    return [(p.id, p.begin, p.end) for p in self._sp.encode(text, return_type="proto").pieces]
+
   def decode(self, ids: Sequence[int]) -> str:
     """Text of `ids`; control ids (bos, eos, pad) decode to nothing."""
     return self._sp.decode([int(i) for i in ids])
@@ -129,35 +151,98 @@ class Tokenizer:
   def id_to_piece(self, i: int) -> str:
     return self._sp.id_to_piece(int(i))
 
-  def encode_segments(self, texts: Sequence[str], flags: Sequence[bool]) -> tuple[list[int], list[bool]]:
-    """Encodes the concatenation of `texts` as one string; returns ids and a flag per id.
 
-    Encoding the joined text (not each segment apart) gives the same ids as encoding the whole
-    conversation, so no spurious word-start pieces appear at segment boundaries. A piece takes the
-    flag True if any of its bytes comes from a segment flagged True (a target segment).
-    """
-    joined = "".join(texts)
-    flag_of_byte = []
-    for text, flag in zip(texts, flags):
-      flag_of_byte.extend([bool(flag)] * len(text.encode("utf-8")))
-    proto = self._sp.encode(joined, return_type="proto")
-    ids, out_flags = [], []
-    for p in proto.pieces:
-      if p.end > p.begin:
-        flag = any(flag_of_byte[p.begin:p.end])
-      else:  # zero-width: the dummy prefix or a leading byte-fallback piece; it belongs with what follows
-        flag = flag_of_byte[p.begin] if p.begin < len(flag_of_byte) else bool(flag_of_byte and flag_of_byte[-1])
-      ids.append(p.id)
-      out_flags.append(flag)
-    return ids, out_flags
+# ---------------------------------------------------------------------------------------------
+# Export: the Hugging Face files of a SentencePiece model.
+
+def _tokenizer_json(proto) -> dict[str, Any]:
+  """tokenizer.json that reproduces SentencePiece's encoding.
+
+  transformers' own LlamaTokenizer differs from SentencePiece around user-defined symbols such as
+  `<image>` (no dummy prefix before a leading `<image>`, one after each) and leading spaces, so we
+  describe the model directly: SentencePiece's dummy prefix as a normalizer, no pre-tokenizer, and
+  the user-defined symbols as *normalized* added tokens, cut out after the dummy prefix as
+  SentencePiece does. The prefix regex skips a text that is exactly one such symbol, because
+  tokenizers normalizes the symbols themselves with the same normalizer; the one difference left is
+  that a text consisting of only `<image>` encodes without SentencePiece's leading `▁` piece.
+  """
+  piece_cls = type(proto.pieces[0])
+  ns, ts = proto.normalizer_spec, proto.trainer_spec
+  if ns.name not in ("identity", "") and ns.precompiled_charsmap:
+    raise UserError(f"tokenizer normalization {ns.name!r} cannot be exported exactly; train it with "
+                    "normalization_rule_name='identity' (as LLaMA does)")
+  if ns.remove_extra_whitespaces:
+    raise UserError("tokenizer removes extra whitespace, which Hugging Face tokenizers cannot reproduce; "
+                    "train it with remove_extra_whitespaces=False (as LLaMA does)")
+  pieces = [(p.piece, p.score, p.type) for p in proto.pieces]
+  vocab = {piece: i for i, (piece, _, _) in enumerate(pieces)}
+  added, user = [], []
+  for i, (piece, _, typ) in enumerate(pieces):
+    if typ in (piece_cls.CONTROL, piece_cls.UNKNOWN, piece_cls.USER_DEFINED):
+      added.append({"id": i, "content": piece, "single_word": False, "lstrip": False, "rstrip": False,
+                    "normalized": typ == piece_cls.USER_DEFINED, "special": True})
+    if typ == piece_cls.USER_DEFINED:
+      user.append(re.escape(piece))
+  normalizers = [{"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]
+  if ns.add_dummy_prefix:
+    prefix = r"\A(?!(?:" + "|".join(user) + r")\z)" if user else r"\A"
+    normalizers.insert(0, {"type": "Replace", "pattern": {"Regex": prefix}, "content": "\u2581"})
+  decoders = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+              {"type": "ByteFallback"}, {"type": "Fuse"}]
+  if ns.add_dummy_prefix:
+    decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+  unk = pieces[ts.unk_id][0]
+  if ts.model_type == 2:   # BPE: merges in SentencePiece's priority order (higher score first)
+    normal = {piece for piece, _, typ in pieces if typ == piece_cls.NORMAL}
+    merges = []
+    for _, (piece, _, typ) in sorted(enumerate(pieces), key=lambda x: (-x[1][1], x[0])):
+      if typ != piece_cls.NORMAL:
+        continue
+      local = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in normal and piece[k:] in normal]
+      merges.extend(sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]])))
+    model = {"type": "BPE", "dropout": None, "unk_token": unk, "continuing_subword_prefix": None,
+             "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": bool(ts.byte_fallback),
+             "ignore_merges": False, "vocab": vocab, "merges": [list(m) for m in merges]}
+  elif ts.model_type == 1:   # unigram
+    model = {"type": "Unigram", "unk_id": ts.unk_id, "vocab": [[piece, score] for piece, score, _ in pieces],
+             "byte_fallback": bool(ts.byte_fallback)}
+  else:
+    raise UserError(f"SentencePiece model type {ts.model_type} cannot be exported; use bpe or unigram")
+  post = None
+  if ts.bos_id >= 0:   # add_special_tokens=True prepends <s>, as LLaVA's Llama tokenizer does
+    bos = pieces[ts.bos_id][0]
+    special = {"SpecialToken": {"id": bos, "type_id": 0}}
+    post = {"type": "TemplateProcessing",
+            "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [special, {"Sequence": {"id": "A", "type_id": 0}}, special, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [ts.bos_id], "tokens": [bos]}}}
+  return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+          "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": None,
+          "post_processor": post, "decoder": {"type": "Sequence", "decoders": decoders}, "model": model}
 
 
-def expand_image_tokens(ids: Sequence[int], image_id: int, num_image_tokens: int) -> list[int]:
-  """Replaces each `image_id` in `ids` by `num_image_tokens` copies (one per image patch feature)."""
-  out: list[int] = []
-  for i in ids:
-    if i == image_id:
-      out.extend([image_id] * num_image_tokens)
-    else:
-      out.append(i)
-  return out
+def write_hf_tokenizer(out_dir: str, model_bytes: bytes, image_token: str) -> dict[str, int]:
+  """Hugging Face tokenizer files of a SentencePiece model: tokenizer.model + tokenizer.json +
+  tokenizer_config.json in `out_dir`; returns the special ids (bos/eos/pad_token_id)."""
+  proto = model_pb2.ModelProto()
+  proto.ParseFromString(model_bytes)
+  ts = proto.trainer_spec
+  with open(os.path.join(out_dir, "tokenizer.model"), "wb") as f:
+    f.write(model_bytes)
+  with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+    json.dump(_tokenizer_json(proto), f, ensure_ascii=False)
+
+  def piece(i):
+    return proto.pieces[i].piece if 0 <= i < len(proto.pieces) else None
+
+  ids = {"bos_token_id": ts.bos_id, "eos_token_id": ts.eos_id, "pad_token_id": ts.pad_id}
+  tok_cfg = {
+      # The generic fast tokenizer loads tokenizer.json as written (LlamaTokenizer would rebuild it).
+      "tokenizer_class": "PreTrainedTokenizerFast",
+      "bos_token": piece(ts.bos_id), "eos_token": piece(ts.eos_id), "unk_token": piece(ts.unk_id),
+      "pad_token": piece(ts.pad_id), "image_token": image_token, "model_max_length": 1 << 30,
+      "clean_up_tokenization_spaces": False, "processor_class": "LlavaProcessor",
+  }
+  with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+    json.dump({k: v for k, v in tok_cfg.items() if v is not None}, f, indent=2, ensure_ascii=False)
+  return {k: v for k, v in ids.items() if v >= 0}

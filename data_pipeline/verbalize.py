@@ -3,8 +3,15 @@
 Each task in `TASKS` has a template version string; the golden tests in tests/test_verbalize.py pin
 every template's exact text, so a change of wording must bump the version. `verbalize` returns a
 `Verbalized`: segments (only targets carry loss), the media behind each `<image>` in the text (in
-order), and a parsed `answer` for evaluation. `content_only=True` gives each task's control-arm
-twin: the same media and content with all behavior removed (the target is then content text).
+order), the `answer` the target states, and for option-scored tasks every candidate answer with its
+target text. `content_only=True` gives each task's control-arm twin: the same media and content with
+all behavior removed (the target is then content text).
+
+Each template's parser is written right after it and registered in `PARSERS` under the template's
+`answer_format`; `Verbalized.parse(text)` reads a target, or a model's generation, back into an
+answer, and `parse(v.target) == v.answer` holds for every template (tests/test_template_parsers.py).
+Where the target rounds (views in words, one-decimal shares), `Verbalized.truth` keeps the exact
+values and `Verbalized.exact` merges them in for metrics.
 
 Behavior conventions (PAPERS.md): replay values are integers 0-100 per scene (`Replays: 60`);
 views in words ("346 thousand", "2.1 Million"); likes only as a share of views
@@ -48,7 +55,23 @@ class Verbalized:
   segments: tuple[Segment, ...]
   media: tuple[MediaRef, ...]       # one entry per "<image>" in the text, in order
   frame_indices: tuple[int, ...]    # frame of each media entry (scene keyframe; 0 for still images)
-  answer: Any = None                # parsed ground truth (see each task's docstring)
+  answer: Any = None                # what the target states, exactly as `parse(target)` reads it back
+  answer_format: str = "text"       # the key of PARSERS that reads this template's target
+  # Unrounded values behind a rounded answer ({"views": 2140000} where the target says "2.1 Million"),
+  # for metrics against the exact truth; empty when the answer is exact.
+  truth: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # Option-scored tasks: (answer, target text) for every candidate answer, the true one included.
+  options: tuple[tuple[Any, str], ...] = ()
+
+  def parse(self, text: str) -> Any:
+    """Reads `text` (this target, or a model's generation for this prompt) as this template's answer.
+    Never raises: what cannot be read comes back as None (or an empty tuple)."""
+    return PARSERS[self.answer_format](text)
+
+  @property
+  def exact(self) -> Any:
+    """The answer with its rounded values replaced by the unrounded truth (a dict), else the answer."""
+    return {**self.answer, **self.truth} if self.truth else self.answer
 
   @property
   def prompt(self) -> str:
@@ -258,11 +281,11 @@ def _media_description(record) -> str:
   return ", ".join(parts)
 
 
-def _make(task, version, prompt, target, visuals, answer) -> Verbalized:
+def _make(task, version, prompt, target, visuals, answer, answer_format="text", **extra) -> Verbalized:
   return Verbalized(task=task, template_version=version,
                     segments=(Segment(prompt, False), Segment(target, True)),
                     media=tuple(m for m, _, _ in visuals), frame_indices=tuple(f for _, f, _ in visuals),
-                    answer=answer)
+                    answer=answer, answer_format=answer_format, **extra)
 
 
 def _has_video_replay(r: ContentBehaviorRecord) -> bool:
@@ -273,7 +296,9 @@ def _has_video_replay(r: ContentBehaviorRecord) -> bool:
 # LCBM behavior simulation: predict every scene's replay value, the views and likes-per-view.
 
 def _behavior_simulation(record, rng, visuals, content_only, ctx, **_):
-  """answer: {"replay": (int per scene), "views": float | None, "likes_per_view": float | None (percent)}."""
+  """answer: {"replay": (int per scene), "views": float | None, "likes_per_view": float | None (percent)},
+  views and likes-per-view as written (rounded; `truth` holds them unrounded); content-only: the
+  captions of every scene."""
   b = record.behavior
   head = _video_header(record)
   if content_only:
@@ -281,20 +306,38 @@ def _behavior_simulation(record, rng, visuals, content_only, ctx, **_):
     prompt = head + body + "Describe the masked captions of every scene.\n"
     target = ", ".join(f"Scene {i + 1}: {{Captions: {_captions(s)}}}" for i, s in enumerate(record.content.scenes))
     return _make("behavior_simulation", VERSIONS["behavior_simulation"], prompt, target, visuals,
-                 tuple(_captions(s) for s in record.content.scenes))
+                 tuple(_captions(s) for s in record.content.scenes), "scene_captions")
   replay = tuple(_replay_int(v) for v in b.replay)
   body = _scene_lines(record, visuals, lambda i, s: _scene_fields(s, replay=MASK))
   tail, answers = [], [f"Scene {i + 1}: {{Replay: {v}%}}" for i, v in enumerate(replay)]
+  answer, truth = {"replay": replay, "views": None, "likes_per_view": None}, {}
   if b.views is not None:
     tail.append(f"Views: {MASK}")
-    answers.append(f"Views: {views_in_words(b.views)}")
+    words = views_in_words(b.views)
+    answers.append(f"Views: {words}")
+    answer["views"], truth["views"] = read_count(words), b.views
     if b.likes is not None:
       tail.append(f"Likes-per-View: {MASK}")
-      answers.append(f"Likes-per-View: {likes_per_view(b.likes, b.views)}")
+      share = likes_per_view(b.likes, b.views)
+      answers.append(f"Likes-per-View: {share}")
+      answer["likes_per_view"] = float(share[:-1])
+      truth["likes_per_view"] = 100.0 * b.likes / b.views if b.views else None
   prompt = head + body + (", ".join(tail) + "\n" if tail else "") + "Predict the masked behavior.\n"
-  lpv = 100.0 * b.likes / b.views if b.views and b.likes is not None else None
   return _make("behavior_simulation", VERSIONS["behavior_simulation"], prompt, ", ".join(answers), visuals,
-               {"replay": replay, "views": b.views, "likes_per_view": lpv})
+               answer, "behavior_simulation", truth=truth)
+
+
+def parse_behavior_simulation(text: str) -> dict:
+  """"Scene 1: {Replay: 12%}, ..., Views: 2.1 Million, Likes-per-View: 2.5%" -> {"replay": (12, ...),
+  "views": 2.1e6, "likes_per_view": 2.5}; replay[i] is scene i + 1's value (None where missing)."""
+  has_views = isinstance(text, str) and _VIEWS_FIELD_RE.search(text)
+  return {"replay": by_scene(parse_replays(text)), "views": parse_views(text) if has_views else None,
+          "likes_per_view": parse_likes_per_view(text)}
+
+
+def parse_scene_captions(text: str) -> tuple:
+  """"Scene 1: {Captions: a; b}, Scene 2: {Captions: c}" -> ("a; b", "c") (None where a scene is missing)."""
+  return by_scene(_scene_captions(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +375,7 @@ def _kbft(record, rng, visuals, content_only, ctx, regime="train", k=None, **_):
     target = ", ".join(f"Scene {i + 1}: {{Captions: {_captions(scenes[i])}}}" for i in masked)
     prompt = head + body + "Predict the masked captions.\n"
     return _make("kbft", VERSIONS["kbft"], prompt, target, visuals,
-                 {"scenes": masked, "captions": tuple(_captions(scenes[i]) for i in masked)})
+                 {"scenes": masked, "captions": tuple(_captions(scenes[i]) for i in masked)}, "masked_captions")
   replay = tuple(_replay_int(v) for v in b.replay)
   body = _scene_lines(record, visuals, lambda i, s: _scene_fields(
       s, replay=MASK if lo <= i < hi else str(replay[i])))
@@ -344,7 +387,19 @@ def _kbft(record, rng, visuals, content_only, ctx, regime="train", k=None, **_):
   prompt = head + body + (", ".join(tail) + "\n" if tail else "") + "Predict the masked replay values.\n"
   target = ", ".join(f"Scene {i + 1}: {{Replay: {replay[i]}%}}" for i in masked)
   return _make("kbft", VERSIONS["kbft"], prompt, target, visuals,
-               {"scenes": masked, "replay": tuple(replay[i] for i in masked)})
+               {"scenes": masked, "replay": tuple(replay[i] for i in masked)}, "masked_replays")
+
+
+def parse_masked_replays(text: str) -> dict:
+  """"Scene 3: {Replay: 40%}, Scene 4: {Replay: 3%}" -> {"scenes": (2, 3), "replay": (40, 3)} (0-based)."""
+  found = parse_replays(text)
+  return {"scenes": tuple(found), "replay": tuple(found.values())}
+
+
+def parse_masked_captions(text: str) -> dict:
+  """"Scene 3: {Captions: x}, ..." -> {"scenes": (2, ...), "captions": ("x", ...)} (0-based)."""
+  found = _scene_captions(text)
+  return {"scenes": tuple(found), "captions": tuple(found.values())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,7 +425,13 @@ def _content_simulation_choice(record, rng, visuals, content_only, ctx, **_):
   prompt = (_video_header(record) + body + f"Which option is the masked ASR of scene {which + 1}?\n"
             + listing + "Answer: ")
   return _make("content_simulation_choice", VERSIONS["content_simulation_choice"], prompt, str(answer),
-               visuals, answer)
+               visuals, answer, "choice", options=tuple((j, str(j)) for j in range(1, len(options) + 1)))
+
+
+def parse_choice(text: str) -> int | None:
+  """"18" -> 18 (the first integer in the text), else None."""
+  m = re.search(r"\d+", text) if isinstance(text, str) else None
+  return int(m.group(0)) if m else None
 
 
 def _tweet_header(record) -> str:
@@ -399,6 +460,11 @@ def _tweet_generation(record, rng, visuals, content_only, ctx, **_):
   prompt += "Tweet: "
   text = _clean(record.content.text)
   return _make("tweet_generation", VERSIONS["tweet_generation"], prompt, text, visuals, text)
+
+
+def parse_text(text: str) -> str:
+  """Free text (a tweet, a description) is its own answer; metrics on it (BLEU, ROUGE) tokenize it."""
+  return text if isinstance(text, str) else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,11 +505,12 @@ def _behavior_understanding(record, rng, visuals, content_only, ctx, kind=None, 
     if content_only:
       body = _scene_lines(record, visuals, lambda i, s: _scene_fields(s, replay=None, captions=None))
       prompt = head + body + f"What does scene {top + 1} show?\n"
-      return _make("behavior_understanding", version, prompt, f"Scene {top + 1} shows {shows}.", visuals, shows)
+      return _make("behavior_understanding", version, prompt, f"Scene {top + 1} shows {shows}.", visuals, shows,
+                   "scene_shows")
     body = _scene_lines(record, visuals, lambda i, s: _scene_fields(s, replay=str(replay[i]), captions=None))
     prompt = head + body + "Which scene is the most replayed, and why?\n"
     target = f"Scene {top + 1} is the most replayed (Replays: {replay[top]}) because it shows {shows}."
-    return _make("behavior_understanding", version, prompt, target, visuals, top + 1)
+    return _make("behavior_understanding", version, prompt, target, visuals, top + 1, "scene_number")
   if kind != "sentiment":
     raise ValueError(f"unknown behavior_understanding kind {kind!r}; use replay or sentiment")
   head = _post_header(record, visuals)
@@ -456,7 +523,28 @@ def _behavior_understanding(record, rng, visuals, content_only, ctx, kind=None, 
   prompt = head + "Comments:\n" + listing + "What is the overall sentiment of the comments, and why?\n"
   quotes = " and ".join(f'"{comments[i]}"' for i in why)
   target = f"{label.capitalize()}, because people wrote {quotes}." if quotes else f"{label.capitalize()}."
-  return _make("behavior_understanding", version, prompt, target, visuals, label)
+  return _make("behavior_understanding", version, prompt, target, visuals, label, "sentiment")
+
+
+def parse_scene_number(text: str) -> int | None:
+  """"Scene 3 is the most replayed ..." -> 3 (the first scene number in the text), else None."""
+  m = re.search(r"scene\s*(\d+)", text, re.I) if isinstance(text, str) else None
+  return int(m.group(1)) if m else None
+
+
+def parse_scene_shows(text: str) -> str | None:
+  """"Scene 2 shows a red ball." -> "a red ball", else None."""
+  m = re.match(r"\s*scene\s*\d+\s+shows(?: |$)(.*)", text, re.I | re.S) if isinstance(text, str) else None
+  if not m:
+    return None
+  shown = m.group(1)
+  return shown[:-1] if shown.endswith(".") else shown
+
+
+def parse_sentiment(text: str) -> str | None:
+  """"Positive, because people wrote ..." -> "positive" (the first sentiment word), else None."""
+  m = re.search(r"\b(positive|negative|neutral)\b", text, re.I) if isinstance(text, str) else None
+  return m.group(1).lower() if m else None
 
 
 def _post_header(record, visuals) -> str:
@@ -490,16 +578,26 @@ def _likes_high_low(record, rng, visuals, content_only, ctx, **_):
                  visuals, desc)
   level = ctx.like_levels.level(record)
   prompt += "Predict whether it will receive high or low likes.\n"
-  return _make("likes_high_low", VERSIONS["likes_high_low"], prompt, f"This tweet has {level} likes.",
-               visuals, level)
+  options = tuple((lvl, f"This tweet has {lvl} likes.") for lvl in ("high", "low"))
+  return _make("likes_high_low", VERSIONS["likes_high_low"], prompt, dict(options)[level], visuals, level,
+               "level", options=options)
+
+
+def parse_level(text: str, levels: Sequence[str] = ("low", "high")) -> str | None:
+  """"This tweet has low likes." -> "low": the first of `levels` in the text, else None."""
+  for m in re.finditer(r"\b(low|medium|high)\b", text if isinstance(text, str) else "", re.I):
+    if m.group(1).lower() in levels:
+      return m.group(1).lower()
+  return None
 
 
 # ---------------------------------------------------------------------------------------------
 # BLIFT (Behavior-LLaVA): one conversation, scene descriptions then `>>> BEHAVIOR <<<` and behavior.
 
 def _blift(record, rng, visuals, content_only, ctx, **_):
-  """answer: {"likes_percent": float | None, "upvotes": float | None, "comments": (str, ...),
-  "replay": (float 0-1 per scene) | None}; content-only: the scene descriptions."""
+  """answer: {"description": str, "likes_percent": float | None, "upvotes": float | None,
+  "comments": (str, ...), "replay": (float 0-1 per scene) | None}, likes and upvotes as written
+  (rounded; `truth` holds them unrounded); content-only: the scene descriptions."""
   c, b, who = record.content, record.behavior, record.communicator
   is_video = _has_video_replay(record) or any(m.kind == "video" for m in c.media)
   user = [f"Title: {_clean(c.title)}" if c.title.strip() else None,
@@ -521,12 +619,16 @@ def _blift(record, rng, visuals, content_only, ctx, **_):
   if content_only:
     return _make("blift", VERSIONS["blift"], prompt, description, visuals, description)
   behavior = [description, BEHAVIOR_SEPARATOR]
-  lpc = None
+  answer = {"description": description, "likes_percent": None, "upvotes": None}
+  truth = {"likes_percent": None, "upvotes": b.upvotes}
   if b.likes is not None and b.views:
-    lpc = 100.0 * b.likes / b.views
+    truth["likes_percent"] = lpc = 100.0 * b.likes / b.views
     behavior.append(f"The video will be liked by {lpc:.1f}% of viewers.")
+    answer["likes_percent"] = float(f"{lpc:.1f}")
   elif b.upvotes is not None:
-    behavior.append(f"The post will receive {views_in_words(b.upvotes)} upvotes.")
+    words = views_in_words(b.upvotes)
+    behavior.append(f"The post will receive {words} upvotes.")
+    answer["upvotes"] = read_count(words)
   comments = tuple(_clean(x) for x in b.comments[:5])
   if comments:
     behavior.append("Top comments: " + " ".join(f"{i + 1}. {x}" for i, x in enumerate(comments)))
@@ -534,8 +636,33 @@ def _blift(record, rng, visuals, content_only, ctx, **_):
   if _has_video_replay(record):
     replay = tuple(round(_replay_int(v) / 100.0, 2) for v in b.replay)
     behavior.append("Replays: " + ", ".join(f"Scene {i + 1}: {v:.2f}" for i, v in enumerate(replay)))
-  answer = {"likes_percent": lpc, "upvotes": b.upvotes, "comments": comments, "replay": replay}
-  return _make("blift", VERSIONS["blift"], prompt, "\n".join(behavior), visuals, answer)
+  answer.update(comments=comments, replay=replay)
+  return _make("blift", VERSIONS["blift"], prompt, "\n".join(behavior), visuals, answer, "blift", truth=truth)
+
+
+def blift_behavior_prompt(v: Verbalized, field: str) -> str:
+  """The BLIFT prompt continued by the true scene description, the separator and the start of a
+  behavior `field` (e.g. "Top comments: 1."): a probe of what the model expects people to do."""
+  return v.prompt + v.answer["description"] + "\n" + BEHAVIOR_SEPARATOR + "\n" + field
+
+
+def parse_blift(text: str) -> dict:
+  """A BLIFT answer -> {"description", "likes_percent", "upvotes", "comments", "replay"} (the template's
+  answer; None / () where a part is missing). replay[i] is scene i + 1's value (0-1)."""
+  if not isinstance(text, str):
+    text = ""
+  description, sep, behavior = text.partition("\n" + BEHAVIOR_SEPARATOR)
+  if not sep:
+    description, _, behavior = text.partition(BEHAVIOR_SEPARATOR)
+  liked = _BLIFT_LIKED_RE.search(text)
+  upvotes = _UPVOTES_RE.search(text)
+  comments = behavior.partition("Top comments:")[2].partition("\nReplays:")[0]
+  replays = _blift_replays(text)
+  return {"description": description.strip(),
+          "likes_percent": _percent(liked.group(1)) if liked else None,
+          "upvotes": parse_views(upvotes.group(1)) if upvotes else None,
+          "comments": _numbered(comments),
+          "replay": by_scene(replays) if replays else None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,57 +729,127 @@ def verbalize(record: ContentBehaviorRecord, task: str, *, rng: np.random.Genera
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing generated text back into answers (evaluation reads model output with these).
+# Reading text back: the field parsers the task parsers above are built from.
+#
+# A model's generation can be anything, so parsers never raise: a value they cannot read is None
+# (or absent from a by-scene dict). They accept what the templates write and the near misses a model
+# makes (case, optional braces and %), so evaluation scores content, not formatting.
 
-_REPLAY_RE = re.compile(r"Scene (\d+): \{Replay: (\d+)%\}")
-_BLIFT_REPLAY_RE = re.compile(r"Scene (\d+): ([01](?:\.\d+)?)\b")
-
-
-def parse_replays(text: str) -> dict[int, int]:
-  """"Scene 2: {Replay: 60%}, ..." -> {1: 60, ...} (0-based scene -> 0-100); later duplicates are ignored."""
-  out: dict[int, int] = {}
-  for scene, value in _REPLAY_RE.findall(text):
-    out.setdefault(int(scene) - 1, min(100, int(value)))
-  return out
-
-
-def parse_blift_replays(text: str) -> dict[int, float]:
-  """The part after "Replays:" of a BLIFT answer: "Scene 1: 0.06, ..." -> {0: 0.06, ...}."""
-  _, _, tail = text.partition("Replays:")
-  out: dict[int, float] = {}
-  for scene, value in _BLIFT_REPLAY_RE.findall(tail):
-    out.setdefault(int(scene) - 1, min(1.0, float(value)))
-  return out
-
-
-def parse_level(text: str) -> str | None:
-  """"This tweet has high likes." -> "high" (first of high/medium/low found), else None."""
-  m = re.search(r"\b(high|medium|low)\b", text.lower())
-  return m.group(1) if m else None
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+# "Scene 2: {Replay: 60%}" (braces and % optional in what a model writes).
+_REPLAY_RE = re.compile(r"scene\s*(\d+)\s*:?\s*\{?\s*replays?\s*:?\s*(" + _NUM + r")", re.I)
+# "Scene 3: 0.06" in BLIFT's behavior part (a bare number right after the scene label).
+_BLIFT_REPLAY_RE = re.compile(r"scene\s*(\d+)\s*:\s*(" + _NUM + r")(?![\d.])", re.I)
+_CAPTIONS_RE = re.compile(r"Scene (\d+): \{Captions: (.*?)\}(?=, Scene \d+: \{Captions: |\s*$)", re.S)
+_VIEWS_FIELD_RE = re.compile(r"views\s*:", re.I)
+_VIEWS_RE = re.compile(r"views\s*:?\s*(" + _NUM + r")\s*([a-z]*)", re.I)
+_LPV_RE = re.compile(r"likes[\s-]*per[\s-]*views?\s*:?\s*(" + _NUM + r")\s*%?", re.I)
+_BLIFT_LIKED_RE = re.compile(r"liked\s+by\s+(" + _NUM + r")\s*%", re.I)
+_UPVOTES_RE = re.compile(r"receive\s+(" + _NUM + r"\s*[a-z]*)\s+upvotes", re.I)
+_SCALE_WORDS = {
+    "": 1.0, "k": 1e3, "thousand": 1e3, "thousands": 1e3,
+    "m": 1e6, "mn": 1e6, "million": 1e6, "millions": 1e6,
+    "b": 1e9, "bn": 1e9, "billion": 1e9, "billions": 1e9,
+}
 
 
-def parse_choice(text: str) -> int | None:
-  """"18" -> 18 (the first integer in the text), else None."""
-  m = re.search(r"\d+", text)
-  return int(m.group(0)) if m else None
+def read_count(words: str) -> float | None:
+  """A count as `views_in_words` writes it: "2.1 Million" -> 2.1e6, "346 thousand" -> 346000.0,
+  "950" -> 950.0; None if unreadable."""
+  m = re.match(r"\s*(" + _NUM + r")\s*([a-z]*)", words, re.I) if isinstance(words, str) else None
+  scale = _SCALE_WORDS.get(m.group(2).lower()) if m else None
+  if scale is None:
+    return None
+  value = float(m.group(1)) * scale
+  return value if math.isfinite(value) and value >= 0 else None
 
 
 def parse_views(text: str) -> float | None:
-  """"Views: 2.1 Million" -> 2.1e6; "346 thousand" -> 346000.0."""
-  m = re.search(r"Views: ([\d.]+)(?: (thousand|Million|Billion))?", text)
-  if not m:
+  """A "Views: 2.1 Million" field anywhere in the text, or a bare count ("346 thousand"); None if unreadable."""
+  if not isinstance(text, str):
     return None
-  scale = {None: 1.0, "thousand": 1e3, "Million": 1e6, "Billion": 1e9}[m.group(2)]
-  try:
-    return float(m.group(1)) * scale
-  except ValueError:
-    return None
+  m = _VIEWS_RE.search(text)
+  return read_count(f"{m.group(1)} {m.group(2)}") if m else read_count(text)
 
 
 def parse_likes_per_view(text: str) -> float | None:
-  """"Likes-per-View: 2.5%" -> 2.5 (percent)."""
-  m = re.search(r"Likes-per-View: ([\d.]+)%", text)
-  try:
-    return float(m.group(1)) if m else None
-  except ValueError:
-    return None
+  """"Likes-per-View: 2.5%" -> 2.5 (percent); None if absent or negative."""
+  m = _LPV_RE.search(text) if isinstance(text, str) else None
+  return _percent(m.group(1)) if m else None
+
+
+def _percent(number: str) -> float | None:
+  # Above 100 is possible (a corpus whose likes exceed its views says so), below 0 is not.
+  value = float(number)
+  return value if value >= 0 else None
+
+
+def parse_replays(text: str) -> dict[int, float]:
+  """LCBM replays: "Scene 2: {Replay: 60%}, Scene 5: {Replay: 7%}" -> {1: 60.0, 4: 7.0} (0-based scene,
+  in the order written). Values outside 0-100 are dropped; the first value of a repeated scene wins."""
+  return _by_scene_values(_REPLAY_RE, text, 100.0)
+
+
+def _blift_replays(text: str) -> dict[int, float]:
+  """BLIFT replays: "Replays: Scene 1: 0.06, Scene 2: 0.40" -> {0: 0.06, 1: 0.4} (0-1). Only the
+  behavior part carries them: scene descriptions before it also start with "Scene i:" (and may
+  start with a number), so the text is read after "Replays:", else after the separator."""
+  for marker in ("Replays:", BEHAVIOR_SEPARATOR):
+    if marker in text:
+      text = text.split(marker, 1)[1]
+      break
+  return _by_scene_values(_BLIFT_REPLAY_RE, text, 1.0)
+
+
+def _by_scene_values(pattern: re.Pattern, text: str, top: float) -> dict[int, float]:
+  out: dict[int, float] = {}
+  for m in pattern.finditer(text if isinstance(text, str) else ""):
+    scene, value = int(m.group(1)) - 1, float(m.group(2))
+    if 0 <= value <= top and scene >= 0 and scene not in out:
+      out[scene] = value
+  return out
+
+
+def _scene_captions(text: str) -> dict[int, str]:
+  out: dict[int, str] = {}
+  for m in _CAPTIONS_RE.finditer(text if isinstance(text, str) else ""):
+    out.setdefault(int(m.group(1)) - 1, m.group(2))
+  return out
+
+
+def by_scene(values: Mapping[int, Any]) -> tuple:
+  """{0-based scene: value} -> a tuple indexed by scene, None where a scene is missing."""
+  return tuple(values.get(i) for i in range(max(values) + 1)) if values else ()
+
+
+def _numbered(text: str) -> tuple[str, ...]:
+  """"1. so cute 2. love it" -> ("so cute", "love it"): items numbered 1, 2, ... in order."""
+  items, pos, n = [], 0, 1
+  m = re.match(r"\s*1\. ", text)
+  if not m:
+    return ()
+  pos = m.end()
+  while True:
+    nxt = re.search(rf"(?:^| ){n + 1}\. ", text[pos:])
+    if not nxt:
+      items.append(text[pos:].strip())
+      return tuple(items)
+    items.append(text[pos:pos + nxt.start()].strip())
+    pos += nxt.end()
+    n += 1
+
+
+# answer_format -> parser (`Verbalized.parse`); each parser sits next to the template that writes it.
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "behavior_simulation": parse_behavior_simulation,
+    "scene_captions": parse_scene_captions,
+    "masked_replays": parse_masked_replays,
+    "masked_captions": parse_masked_captions,
+    "choice": parse_choice,
+    "text": parse_text,
+    "scene_number": parse_scene_number,
+    "scene_shows": parse_scene_shows,
+    "sentiment": parse_sentiment,
+    "level": parse_level,
+    "blift": parse_blift,
+}

@@ -71,10 +71,10 @@ def main(argv=None) -> int:
   times: dict[str, float] = {}
   t_start = time.perf_counter()
 
+  # Imported here, after sys.path has the checkout (see the bottom) and `--help` has been answered.
   import jax
-  from data_pipeline import commands
-  from data_pipeline.sources import behavior_world
-  from lcbm_jax import checkpoint
+  from data_pipeline import commands, world
+  from lcbm_jax import artifacts
   from lcbm_jax.evaluation import run as eval_run
   from lcbm_jax.export import hf
   from lcbm_jax.training import config as config_lib
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
   with _stage("data", times):
     if not os.path.exists(os.path.join(corpus, "manifest.json")):
-      behavior_world.generate(corpus, seed=0, size=args.size)
+      world.generate(corpus, seed=0, size=args.size)
     if not os.path.isdir(data):
       for report in commands.build_corpus("behavior_world", corpus, data):
         counts = ", ".join(f"{s} {c['records']}" for s, c in report["splits"].items())
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     return 0
 
   with _stage("eval", times):
-    cfg, params, tok = checkpoint.load_for_inference(train_dir)
+    cfg, params, tok = artifacts.load_for_inference(train_dir)
     results = eval_run.evaluate(cfg, params, tok, data, EVAL_TASKS, EVAL_EXAMPLES)
     print(eval_run.format_table(results))
     with open(os.path.join(workdir, "eval.json"), "w") as f:
@@ -130,16 +130,8 @@ def main(argv=None) -> int:
   return 0 if all(v[-1] for v in verdict) else 1
 
 
-def _run() -> int:
-  """main(), with a user-fixable mistake (e.g. a bad --config override) as one line and exit 2."""
-  from lcbm_jax.errors import UserError
-  try:
-    return main()
-  except UserError as e:
-    print(f"main_job: error: {e}", file=sys.stderr)
-    return 2
-
-
 if __name__ == "__main__":
   sys.path.insert(0, _ROOT)   # runs from a checkout even before `pip install -e .`
-  sys.exit(_run())
+  from lcbm_jax.cli import errors   # importable once the checkout is on sys.path
+  # A user-fixable mistake (e.g. a bad --config override) is one line and exit 2.
+  sys.exit(errors.exit_code(main, prog="main_job"))

@@ -20,6 +20,14 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The project's own imports come after that line, so the probe runs from a plain checkout.
+import jax  # noqa: E402
+
+from data_pipeline import pipeline  # noqa: E402
+from data_pipeline.codec import Codec  # noqa: E402
+from lcbm_jax import artifacts, inference  # noqa: E402
+from lcbm_jax.cli import errors  # noqa: E402
+from lcbm_jax.errors import UserError  # noqa: E402
 
 FLAGS = {"fast": "moving fast", "slow": "moving slowly", "bright": "bright"}
 
@@ -37,16 +45,12 @@ def within_video_slope(y, x, video) -> float:
 
 
 def probe(checkpoint_path: str, data_dir: str, examples: int) -> dict:
-  import jax
-  from data_pipeline import pipeline
-  from lcbm_jax import checkpoint, inference
-  from lcbm_jax.errors import UserError
-
-  cfg, params, tok = checkpoint.load_for_inference(checkpoint_path)
-  ex = list(pipeline.eval_examples(data_dir, "test", "behavior_simulation", tokenizer=tok,
-                                   image_size=cfg.vision.image_size, max_images=cfg.max_images,
-                                   num_image_tokens=cfg.num_image_tokens, max_examples=examples))
-  digits = [tok.encode(str(d))[-1] for d in range(10)]
+  cfg, params, tok = artifacts.load_for_inference(checkpoint_path)
+  codec = Codec(tok, cfg.num_image_tokens)
+  ex = list(pipeline.eval_examples(data_dir, "test", "behavior_simulation", codec=codec,
+                                   image_size=cfg.vision.image_size, image_mean=cfg.image_mean,
+                                   image_std=cfg.image_std, max_images=cfg.max_images, max_examples=examples))
+  digits = [codec.text_ids(str(d))[-1] for d in range(10)]
   if [tok.id_to_piece(i) for i in digits] != [str(d) for d in range(10)]:
     raise UserError("this tokenizer does not split digits; the probe needs one id per digit")
   rows = []   # (video, expected tens, true tens, p(true tens), flags...)
@@ -90,9 +94,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  from lcbm_jax.errors import UserError
-  try:
-    sys.exit(main())
-  except UserError as e:   # a bad checkpoint or data path: one line, like the lcbm command
-    print(f"replay_probe: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  sys.exit(errors.exit_code(main, prog="replay_probe"))   # a bad checkpoint or data path: one line, exit 2

@@ -37,8 +37,8 @@ and applies retention (keep the newest `keep_last` verified steps plus every ste
 kill -9 at any moment leaves a step that is uncommitted, committed without a manifest, or committed
 with a complete manifest; only the last counts at resume.
 
-Preemption: `PreemptionWatcher` turns SIGTERM into a flag the loop polls; the loop then saves,
-waits for the save, and exits 0.
+Opening a checkpoint for inference (a workdir, a step, a params-only save or a Hugging Face
+directory) is `lcbm_jax/artifacts.py`; SIGTERM handling is `lcbm_jax/training/preemption.py`.
 """
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ import logging
 import os
 import pathlib
 import shutil
-import signal
 import threading
 import time
 from typing import Any
@@ -57,6 +56,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from lcbm_jax.errors import UserError
 
@@ -272,7 +272,6 @@ def _broadcast_from_primary(value: int) -> int:
   # All processes must resume from the same step even if their view of the filesystem raced.
   if jax.process_count() == 1:
     return value
-  from jax.experimental import multihost_utils
   return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
@@ -324,7 +323,7 @@ class CheckpointManager:
 
     data_state: this process's data-iterator state (`get_state()`: JSON-able or JSON bytes).
     config: the training config (ConfigDict or dict); model_cfg: the LCBMConfig dataclass (needed by
-    `load_for_inference`); tokenizer_dir: directory holding tokenizer.model (or the file itself).
+    `artifacts.load_for_inference`); tokenizer_dir: directory holding tokenizer.model (or the file itself).
     """
     self._join_manifest_thread()
     step = int(step)
@@ -486,44 +485,7 @@ def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partia
                       f"the model expects {w.dtype}{list(w.shape)}; use the config it was trained with")
 
 
-# --- preemption ---
-
-
-class PreemptionWatcher:
-  """SIGTERM -> a flag; the loop polls `requested(step)` after each step, saves, and exits 0.
-
-  Multi-process runs ask JAX's preemption sync point instead (the coordination service catches
-  SIGTERM itself; a Python handler would take the signal from it), so every process stops at the
-  same step.
-  """
-
-  def __init__(self, signals=(signal.SIGTERM,)):
-    self._flag = threading.Event()
-    self._previous = {}
-    self._multiprocess = jax.process_count() > 1
-    if not self._multiprocess:
-      for sig in signals:
-        self._previous[sig] = signal.signal(sig, self._on_signal)
-
-  def _on_signal(self, signum, frame):
-    del frame
-    log.warning("received signal %d: will checkpoint and stop after the current step", signum)
-    self._flag.set()
-
-  def requested(self, step: int) -> bool:
-    if self._multiprocess:
-      from jax.experimental import multihost_utils
-      return bool(multihost_utils.reached_preemption_sync_point(step))
-    return self._flag.is_set()
-
-  def close(self):
-    """Puts the previous signal handlers back."""
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    self._previous = {}
-
-
-# --- params-only checkpoints and loading for inference ---
+# --- params-only checkpoints, and reading one step's parameters and configs ---
 
 
 def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: Any = None) -> pathlib.Path:
@@ -543,70 +505,24 @@ def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: A
   return out_dir
 
 
-def _resolve_step_dir(path: pathlib.Path) -> pathlib.Path:
-  """A training workdir, its checkpoints/ directory, or one step's directory -> a verified step dir."""
-  if (path / STEP_METADATA).is_file() or (path / MANIFEST).is_file():
-    problem = check_step(path)
-    if problem:
-      raise UserError(f"checkpoint {path} is damaged: {problem}")
-    return path
-  ckpt_dir = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
-  steps = list_steps(ckpt_dir)
-  if not steps:
-    raise UserError(f"no checkpoint found at {path}: expected a training workdir (with {CHECKPOINTS}/), "
-                    "one step's directory, or a Hugging Face directory (config.json + *.safetensors)")
-  step, bad = find_latest_good_step(ckpt_dir)
-  for s, problem in sorted(bad.items(), reverse=True):
-    log.warning("checkpoint: skipping step %d: %s", s, problem)
-  if step is None:
-    raise UserError(f"no good checkpoint in {ckpt_dir}: steps {steps} all fail verification "
-                    f"(newest: {bad[steps[-1]]})")
-  return ckpt_dir / str(step)
+def read_json_item(step_dir, item: str) -> dict:
+  """The `config` (training config) or `model` (LCBMConfig) JSON item of a step or params-only directory."""
+  return json.loads((pathlib.Path(step_dir) / item / "metadata").read_text())
 
 
-def _param_shardings(cfg, params_shape, mesh):
-  if mesh is not None:
-    from lcbm_jax import sharding as sharding_lib
-    return sharding_lib.param_shardings(cfg, mesh)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(lambda _: device, params_shape)
+def restore_params(step_dir, abstract_params: Any) -> Any:
+  """The parameters of a verified step directory, placed as `abstract_params` says.
 
-
-def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
-  """(cfg, params, tokenizer) from a training workdir (latest good step), one step's directory, a
-  params-only checkpoint, or an exported Hugging Face LLaVA directory (via `export.hf`).
-
-  Params land on `mesh` with the model's parameter shardings when given, else on the default device.
-  tokenizer is a `data_pipeline.tokenizer.Tokenizer`, or None when the checkpoint has none.
+  A training step holds them as `TrainState.params` (only those are read), a params-only checkpoint
+  (`save_params`) as its `params` item. abstract_params: `jax.ShapeDtypeStruct` leaves carrying the
+  target shardings; their shapes are checked against the checkpoint first (UserError naming the leaf).
   """
-  from data_pipeline.tokenizer import Tokenizer
-  from lcbm_jax.export import hf
-  from lcbm_jax.model import lcbm, presets
-  path = pathlib.Path(path).absolute()   # Orbax requires absolute paths
-  if not path.exists():
-    raise UserError(f"checkpoint path {path} does not exist")
-  if hf.is_hf_dir(str(path)):
-    cfg, np_params, tokenizer_file = hf.load_llava(str(path))
-    params = jax.device_put(np_params, _param_shardings(cfg, np_params, mesh))
-    return cfg, params, Tokenizer.load(tokenizer_file) if tokenizer_file else None
-  step_dir = _resolve_step_dir(path)
-  model_file = step_dir / "model" / "metadata"
-  model_dict = json.loads(model_file.read_text())
-  if not model_dict:
-    raise UserError(f"{model_file} holds no model config (the run saved without model_cfg)")
-  cfg = presets.LCBMConfig.from_dict(model_dict)
+  step_dir = pathlib.Path(step_dir)
   item = "params" if (step_dir / "params").is_dir() else "state"
-  expected = lcbm.abstract_params(cfg)
-  shardings = _param_shardings(cfg, expected, mesh)
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), expected, shardings)
-  # Params-only checkpoints hold the params tree itself; training steps hold it under TrainState.params.
-  target = abstract if item == "params" else {"params": abstract}
+  target = abstract_params if item == "params" else {"params": abstract_params}
   _check_tree_matches(step_dir, item, target, partial=item == "state")
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   with ocp.PyTreeCheckpointer() as ckptr:
     restored = _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
         item=target, restore_args=restore_args, partial_restore=item != "params")), step_dir)
-  params = restored if item == "params" else restored["params"]
-  tokenizer_dir = step_dir / "tokenizer"
-  tokenizer = Tokenizer.load(tokenizer_dir) if (tokenizer_dir / "tokenizer.model").is_file() else None
-  return cfg, params, tokenizer
+  return restored if item == "params" else restored["params"]

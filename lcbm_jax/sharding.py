@@ -1,7 +1,7 @@
-"""The device mesh, the one table of logical-axis rules, and shardings for params, state and batches.
+"""The device mesh, and shardings for params, state and batches (and batches made global).
 
 The model names every weight dimension with a logical axis (`embed`, `mlp`, `heads`, `kv_heads`,
-`head_dim`, `vocab`, `layers`); `LOGICAL_AXIS_RULES` maps those names onto the mesh axes
+`head_dim`, `vocab`, `layers`); `axes.LOGICAL_AXIS_RULES` maps those names onto the mesh axes
 `("data", "fsdp", "tensor")`. A dimension whose size does not divide by its mesh axes is replicated
 instead (tiny shapes on 8 devices meet this), so every preset runs on every mesh.
 
@@ -10,6 +10,7 @@ instead (tiny shapes on 8 devices meet this), so every preset runs on every mesh
   params = jax.device_put(params, p_shardings)
   opt_shardings = tree_shardings(jax.eval_shape(tx.init, params), cfg, mesh)   # mu/nu like params
   batch = jax.device_put(batch, batch_sharding(mesh))      # leading axis over ("data", "fsdp")
+  gbatch = make_global(local_batch, mesh)                  # per-process pipeline batch -> global jax.Arrays
   with jax.set_mesh(mesh):                                 # trace/lower the model inside this
     step = jax.jit(train_step, in_shardings=..., out_shardings=...).lower(...).compile()
 
@@ -20,7 +21,7 @@ fsdp=8 that took 3x the temporary memory: 33.6 MB vs 10.1 MB per device).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -28,25 +29,11 @@ from flax import linen as nn
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from data_pipeline.batch import HOST_KEYS
+from lcbm_jax import axes
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm
 from lcbm_jax.model.presets import LCBMConfig
-
-MESH_AXES = ("data", "fsdp", "tensor")
-
-# The one table: logical axis -> mesh axis (or axes, or None = replicated).
-LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("vocab", "tensor"),
-    ("layers", None),
-)
-_RULES = dict(LOGICAL_AXIS_RULES)
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
@@ -68,30 +55,11 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
     grid = mesh_utils.create_device_mesh(sizes, devices)
   except (ValueError, AssertionError, NotImplementedError):
     grid = np.asarray(devices).reshape(sizes)   # topology-unaware fallback (e.g. CPU, odd slices)
-  return Mesh(grid, MESH_AXES)
-
-
-def logical_to_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh) -> PartitionSpec:
-  """PartitionSpec for one array; a dim that its mesh axes do not divide (or whose mesh axis an
-  earlier dim already took) stays replicated."""
-  if len(names) != len(shape):
-    raise ValueError(f"logical axes {tuple(names)} do not match shape {tuple(shape)}")
-  used: set[str] = set()
-  spec = []
-  for name, size in zip(names, shape):
-    axes = _RULES.get(name) if name is not None else None
-    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    axes = tuple(a for a in axes if mesh.shape[a] > 1 and a not in used)
-    if not axes or size % math.prod(mesh.shape[a] for a in axes):
-      spec.append(None)
-      continue
-    used.update(axes)
-    spec.append(axes[0] if len(axes) == 1 else axes)
-  return PartitionSpec(*spec)
+  return Mesh(grid, axes.MESH_AXES)
 
 
 def logical_sharding(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, logical_to_spec(names, shape, mesh))
+  return NamedSharding(mesh, axes.logical_to_spec(names, shape, mesh))
 
 
 def logical_axes(cfg: LCBMConfig) -> dict:
@@ -144,4 +112,15 @@ def tree_shardings(tree: Any, cfg: LCBMConfig, mesh: Mesh) -> Any:
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis over ("data", "fsdp"); every other axis replicated."""
-  return NamedSharding(mesh, PartitionSpec(_RULES["batch"]))
+  return NamedSharding(mesh, PartitionSpec(axes.RULES["batch"]))
+
+
+def make_global(batch: Mapping[str, np.ndarray], mesh: Mesh, sharding: NamedSharding | None = None) -> dict[str, Any]:
+  """Process-local batch -> global jax.Arrays (leading axis over the mesh's batch axes).
+
+  The host keys (`sample_ids`: int64, bookkeeping only) stay host numpy arrays: without jax x64
+  they cannot be int64 device arrays.
+  """
+  sharding = batch_sharding(mesh) if sharding is None else sharding
+  return {k: (v if k in HOST_KEYS else jax.make_array_from_process_local_data(sharding, v))
+          for k, v in batch.items()}

@@ -20,6 +20,7 @@ import os
 import pyarrow.parquet as pq
 from PIL import Image
 
+from data_pipeline import world
 from data_pipeline.sources import behavior_world
 
 COUNTS = {("cbc", "train"): 6, ("cbc", "test"): 0, ("blift", "train"): 6, ("blift", "test"): 0,
@@ -53,7 +54,7 @@ def _save(path: str, img: Image.Image, fmt: str) -> None:
 
 
 def write_corrupted_corpus(out_dir: str, seed: int = 0) -> CorruptedCorpus:
-  behavior_world.generate(out_dir, seed=seed, counts=COUNTS, progress=False)
+  world.generate(out_dir, seed=seed, counts=COUNTS, progress=False)
   expected: collections.Counter = collections.Counter()
   bad_ids: set[str] = set()
 
@@ -95,7 +96,7 @@ def write_corrupted_corpus(out_dir: str, seed: int = 0) -> CorruptedCorpus:
   videos[0]["views"] = float(2 ** 63); expected["absurd_count"] += 1
   videos[1]["views"] = math.nan; expected["non_finite"] += 1
   bad_ids.update(v["video_id"] for v in videos[:2])
-  behavior_world.write_cbc_parquet(videos, cbc)
+  world.write_cbc_parquet(videos, cbc)
 
   all_ids = {v["video_id"] for v in videos} | {p["id"] for p in posts} | {r["id"] for r in rows}
   files = tuple((e["source"], os.path.join(out_dir, e["path"])) for e in behavior_world.load_manifest(out_dir)["files"]

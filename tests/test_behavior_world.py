@@ -1,4 +1,5 @@
-"""The embedded corpus: CLI, determinism, media, and that behavior depends on content (learnably)."""
+"""The embedded corpus (`data_pipeline.world`, read back by `sources.behavior_world`): CLI, determinism,
+media, the latent labels, and that behavior depends on content (learnably)."""
 import collections
 import os
 import re
@@ -8,12 +9,12 @@ import pytest
 from PIL import Image
 
 from data_pipeline import records as rec
-from data_pipeline import verbalize
+from data_pipeline import verbalize, world
 from data_pipeline.sources import behavior_world as bw
 from lcbm_jax import cli
 from lcbm_jax.errors import UserError
 
-TINY = {k: 4 for k in bw.SIZES["small"]}
+TINY = {k: 4 for k in world.SIZES["small"]}
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +41,47 @@ def _files(root):
 def test_manifest_and_layout(corpus):
   out, groups = corpus
   manifest = bw.load_manifest(out)
-  assert manifest["size"] == "small" and manifest["total_records"] == sum(bw.SIZES["small"].values())
+  assert manifest["size"] == "small" and manifest["total_records"] == sum(world.SIZES["small"].values())
   for e in manifest["files"]:
-    assert len(groups[(e["source"], e["split"])]) == e["count"] == bw.SIZES["small"][(e["source"], e["split"])]
+    assert len(groups[(e["source"], e["split"])]) == e["count"] == world.SIZES["small"][(e["source"], e["split"])]
   assert os.path.exists(os.path.join(out, "README.md"))
-  latent = bw.load_latent(out)
+  latent = world.load_latent(world.find_latent(out))
   assert len(latent) == manifest["total_records"]
-  assert {v["tone"] for v in latent.values()} == set(bw.TONES)
+  assert {v["tone"] for v in latent.values()} == set(world.TONES)
 
+
+
+def test_latent_found_beside_the_data_and_attached_by_the_reader(tmp_path):
+  """Evaluation finds latent.jsonl in the data dir or a sibling (the built data next to its corpus)."""
+  corpus, data = str(tmp_path / "corpus"), str(tmp_path / "data")
+  world.generate(corpus, seed=7, counts=TINY, progress=False)
+  os.makedirs(data)
+  path = os.path.join(corpus, world.LATENT_FILE)
+  assert world.find_latent(corpus) == world.find_latent(data) == path
+  os.makedirs(tmp_path / "elsewhere" / "data")
+  assert world.find_latent(str(tmp_path / "elsewhere" / "data")) is None and world.load_latent(None) == {}
+  latent = world.load_latent(path)
+  records = list(bw.read(corpus, with_latent=True))
+  assert len(latent) == len(records) == sum(TINY.values())
+  for r in records:
+    assert latent[r.record_id] == {"record_id": r.record_id, **r.latent}
+    assert set(r.latent) == {"source", "split", "tone", "topic", "memorability"}
+
+
+def test_tone_probe_openings_are_generator_phrases():
+  """The zero-shot tone probe scores these exact strings (evaluation's verbalizers): one placeholder-free
+  comment phrase of each tone, with the leading space of a continuation."""
+  openings = world.tone_probe_openings()
+  assert openings == {"cheerful": " so happy watching this", "gloomy": " this makes me sad",
+                      "angry": " this is so annoying", "peaceful": " so relaxing"}
+  for tone, text in openings.items():
+    assert text[0] == " " and text[1:] in world.TONE_COMMENTS[tone] and "{" not in text
 
 def test_same_seed_same_bytes(tmp_path):
   a, b, c = (str(tmp_path / n) for n in "abc")
-  bw.generate(a, seed=7, counts=TINY, progress=False)
-  bw.generate(b, seed=7, counts=TINY, progress=False)
-  bw.generate(c, seed=8, counts=TINY, progress=False)
+  world.generate(a, seed=7, counts=TINY, progress=False)
+  world.generate(b, seed=7, counts=TINY, progress=False)
+  world.generate(c, seed=8, counts=TINY, progress=False)
   fa, fb, fc = _files(a), _files(b), _files(c)
   assert len(fa) == 7 + 3 + 28 and fa == fb   # data files, latent/manifest/README, media
   assert fa["cbc/train.parquet"] != fc["cbc/train.parquet"] and fa["latent.jsonl"] != fc["latent.jsonl"]
@@ -63,15 +91,15 @@ def test_media_frames_and_motion(corpus):
   out, groups = corpus
   for r in groups[("cbc", "train")][:20]:
     with Image.open(os.path.join(out, "cbc", r.content.media[0].path)) as gif:
-      assert gif.n_frames == len(r.content.scenes) and bw.MIN_SCENES <= gif.n_frames <= bw.MAX_SCENES
+      assert gif.n_frames == len(r.content.scenes) and world.MIN_SCENES <= gif.n_frames <= world.MAX_SCENES
       frames = []
       for i in range(gif.n_frames):
         gif.seek(i)
         frames.append(np.asarray(gif.convert("RGB"), np.int16))
-    assert frames[0].shape == (bw.IMAGE_SIZE, bw.IMAGE_SIZE, 3)
+    assert frames[0].shape == (world.IMAGE_SIZE, world.IMAGE_SIZE, 3)
     assert all(np.abs(f - g).sum() > 0 for f, g in zip(frames, frames[1:]))   # something moves between frames
   with Image.open(os.path.join(out, "tweets", groups[("tweets", "train")][0].content.media[0].path)) as jpg:
-    assert jpg.format == "JPEG" and jpg.size == (bw.IMAGE_SIZE, bw.IMAGE_SIZE)
+    assert jpg.format == "JPEG" and jpg.size == (world.IMAGE_SIZE, world.IMAGE_SIZE)
 
 
 def test_replay_follows_captioned_scene_attributes(corpus):
@@ -88,7 +116,7 @@ def test_replay_follows_captioned_scene_attributes(corpus):
     for i, (s, v) in enumerate(zip(r.content.scenes, r.behavior.replay)):
       words = re.findall(r"[a-z]+", s.captions[0])   # e.g. "a red star moving fast, bright"
       pred = (22 + 30 * ("fast" in words) + 10 * ("slowly" in words) + 18 * ("bright" in words)
-              + bw.OBJECT_APPEAL[words[2]] + 8 * (i == 0) - 6 * (i == n - 1))
+              + world.OBJECT_APPEAL[words[2]] + 8 * (i == 0) - 6 * (i == n - 1))
       rule_err.append(pred - v)
       base_err.append(np.mean(by_pos[i]) - v)
   rule_rmse, base_rmse = np.sqrt(np.mean(np.square(rule_err))), np.sqrt(np.mean(np.square(base_err)))
@@ -137,7 +165,7 @@ def test_tone_shows_in_comments_and_images_but_not_captions(corpus):
       return np.asarray(im.convert("RGB"), np.float32)[60:, 60:].reshape(-1, 3).mean(0)
   feats = np.stack([corner(r) / (corner(r).sum() + 1) for r in posts])
   tones = np.array([r.latent["tone"] for r in posts])
-  centroids = {t: feats[tones == t].mean(0) for t in bw.TONES}
+  centroids = {t: feats[tones == t].mean(0) for t in world.TONES}
   pred = [min(centroids, key=lambda t: np.sum((f - centroids[t]) ** 2)) for f in feats]
   assert np.mean(np.array(pred) == tones) > 0.7
 
@@ -149,7 +177,7 @@ def test_latent_labels_never_in_any_verbalization(corpus):
   context = verbalize.Context.fit(train, unseen=[r for g in groups.values() for r in g])
   assert context.like_levels.thresholds == verbalize.LikeLevels.fit(train).extend(
       groups[("tweets", "test_brand")]).thresholds
-  label_words = set(bw.TONES) | set(bw.TOPICS)
+  label_words = set(world.TONES) | set(world.TOPICS)
   rng = np.random.default_rng(0)
   seen = collections.Counter()
   for g in groups.values():
@@ -171,7 +199,7 @@ def test_latent_labels_never_in_any_verbalization(corpus):
 
 def test_bad_arguments_name_the_fix(tmp_path):
   with pytest.raises(UserError, match="unknown size"):
-    bw.generate(str(tmp_path), size="huge")
+    world.generate(str(tmp_path), size="huge")
   with pytest.raises(UserError, match="manifest"):
     bw.load_manifest(str(tmp_path / "nothing"))
 

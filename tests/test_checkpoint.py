@@ -16,11 +16,13 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from data_pipeline.tokenizer import Tokenizer
+from lcbm_jax import artifacts
 from lcbm_jax import checkpoint as ck
 from lcbm_jax import cli
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
+from lcbm_jax.training import preemption
 from lcbm_jax.training.state import TrainState
 
 CFG = presets.get("tiny")
@@ -217,13 +219,13 @@ def test_load_for_inference_from_workdir_step_and_params_only(tmp_path, train_st
   _save_steps(tmp_path / "run", train_state, [1, 2], tokenizer_dir)
   want_tok = Tokenizer.load(tokenizer_dir)
   for path in (tmp_path / "run", tmp_path / "run" / ck.CHECKPOINTS / "1"):
-    cfg, params, tok = ck.load_for_inference(path)
+    cfg, params, tok = artifacts.load_for_inference(path)
     assert cfg == CFG and _bitwise_equal(params, train_state.params)
     assert tok.encode("views and likes") == want_tok.encode("views and likes")
 
   out = ck.save_params(tmp_path / "imported", CFG, train_state.params, tokenizer_dir)
   assert ck.check_step(out) is None
-  cfg, params, tok = ck.load_for_inference(out, mesh=sharding.make_mesh(data=2, tensor=4))
+  cfg, params, tok = artifacts.load_for_inference(out, mesh=sharding.make_mesh(data=2, tensor=4))
   assert cfg == CFG and _bitwise_equal(params, train_state.params)
   assert any(len(x.sharding.device_set) > 1 for x in jax.tree.leaves(params))
   with pytest.raises(UserError, match="not empty"):
@@ -235,15 +237,15 @@ def test_load_for_inference_names_the_broken_file(tmp_path, train_state, tokeniz
   target = max((p for p in (out / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
   _flip_byte(target)
   with pytest.raises(UserError, match=f"damaged: {target} has SHA-256 .* manifest says"):
-    ck.load_for_inference(out)
+    artifacts.load_for_inference(out)
   # Through the command line: one line naming the file, exit code 2, no traceback.
   assert cli.main(["export-hf", "--checkpoint", str(out), "--out", str(tmp_path / "hf")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("lcbm: error: checkpoint") and str(target) in err and "Traceback" not in err
   with pytest.raises(UserError, match="no checkpoint found"):
-    ck.load_for_inference(tmp_path)
+    artifacts.load_for_inference(tmp_path)
   with pytest.raises(UserError, match="does not exist"):
-    ck.load_for_inference(tmp_path / "nope")
+    artifacts.load_for_inference(tmp_path / "nope")
 
 
 def test_manifest_write_is_atomic(tmp_path, train_state, tokenizer_dir, monkeypatch):
@@ -262,7 +264,7 @@ def test_manifest_write_is_atomic(tmp_path, train_state, tokenizer_dir, monkeypa
 
 
 def test_preemption_watcher_turns_sigterm_into_a_flag():
-  watcher = ck.PreemptionWatcher()
+  watcher = preemption.PreemptionWatcher()
   try:
     assert not watcher.requested(1)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -277,7 +279,7 @@ def test_save_params_numpy_relative_paths(tmp_path, train_state, monkeypatch):
   monkeypatch.chdir(tmp_path)
   np_params = jax.device_get(train_state.params)
   ck.save_params("imported", CFG, np_params, None)
-  cfg, params, tok = ck.load_for_inference("imported")
+  cfg, params, tok = artifacts.load_for_inference("imported")
   assert cfg == CFG and tok is None and _bitwise_equal(params, np_params)
   assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(params))
 

@@ -14,7 +14,7 @@ import pipeline_helpers
 from eval_helpers import random_params
 from lcbm_jax import checkpoint, cli
 from lcbm_jax.errors import UserError
-from lcbm_jax.evaluation import run
+from lcbm_jax.cli import evaluate as eval_cli
 from lcbm_jax.model import presets
 
 # Six test videos: videos have 1-7 scenes, and content simulation needs two with more than one.
@@ -83,7 +83,7 @@ def test_checkpoint_without_data_dir_asks_for_data(tmp_path):
   cfg = presets.get("tiny")
   path = checkpoint.save_params(tmp_path / "c", cfg, random_params(cfg, seed=1))
   with pytest.raises(UserError, match="--data"):
-    run._data_dir_from_checkpoint(str(path))
+    eval_cli._data_dir_from_checkpoint(str(path))
 
 
 def test_data_dir_without_a_built_corpus_is_a_user_error(ckpt, tmp_path, capsys):

@@ -1,11 +1,15 @@
-"""Evaluation metrics pinned on hand-computed values, parity with nltk / rouge-score / scipy,
-parsers fed garbage, and baselines fitted on a small synthetic training split."""
+"""Evaluation metrics (nltk BLEU, rouge-score ROUGE-L, scipy Spearman and bootstrap underneath)
+pinned on hand-computed values, parsers fed garbage, and baselines fitted on a small synthetic
+training split."""
 import collections
 import math
+import sys
+import warnings
 
 import numpy as np
 import pytest
 
+from data_pipeline import verbalize
 from lcbm_jax.evaluation import behavior, content, optimize
 
 
@@ -53,43 +57,52 @@ def test_label_accuracy():
 
 def test_parsers_read_every_template_format():
   target = "Scene 2: {Replay: 60%}, Scene 5: {Replay: 7%}, Views: 2.1 Million, Likes-per-View: 2.5%"
-  parsed = behavior.parse_lcbm_target(target)
-  assert parsed["replay"] == {1: 60.0, 4: 7.0}  # 0-based scene index
+  parsed = verbalize.parse_behavior_simulation(target)
+  assert verbalize.parse_replays(target) == {1: 60.0, 4: 7.0}  # 0-based scene index
+  assert parsed["replay"] == (None, 60.0, None, None, 7.0)   # indexed by scene, None where missing
   assert parsed["views"] == pytest.approx(2.1e6)
   assert parsed["likes_per_view"] == pytest.approx(2.5)
-  assert behavior.parse_views("346 thousand") == pytest.approx(346e3)
-  assert behavior.parse_views("1.2 Billion") == pytest.approx(1.2e9)
-  assert behavior.parse_views("950") == 950
-  blift = ("Scene 1: a dog runs\nScene 2: a cat\n>>> BEHAVIOR <<<\nThe video will be liked by 2.0% of viewers\n"
-           "The post will receive 346 thousand upvotes.\nReplays: Scene 1: 0.06, Scene 2: 0.40")
-  assert behavior.parse_blift_liked(blift) == pytest.approx(2.0)
-  assert behavior.parse_blift_replays(blift) == {0: 0.06, 1: 0.4}
-  assert behavior.parse_blift_upvotes(blift) == pytest.approx(346e3)
-  assert behavior.parse_like_level("This tweet has low likes.") == "low"
-  assert behavior.parse_like_level("HIGH") == "high"
-  assert behavior.parse_like_level("medium likes", behavior.LIKE_LEVELS) == "medium"
-  assert behavior.parse_scene_number("Scene 3 is the most replayed (Replays: 80) because it shows a star.") == 3
-  assert behavior.parse_sentiment('Negative, because people wrote "so sad".') == "negative"
+  assert verbalize.parse_views("346 thousand") == pytest.approx(346e3)
+  assert verbalize.parse_views("1.2 Billion") == pytest.approx(1.2e9)
+  assert verbalize.parse_views("950") == 950
+  blift = verbalize.parse_blift(
+      "Scene 1: a dog runs\nScene 2: a cat\n>>> BEHAVIOR <<<\nThe video will be liked by 2.0% of viewers\n"
+      "The post will receive 346 thousand upvotes.\nReplays: Scene 1: 0.06, Scene 2: 0.40")
+  assert blift["likes_percent"] == pytest.approx(2.0)
+  assert blift["replay"] == (0.06, 0.4)
+  assert blift["upvotes"] == pytest.approx(346e3)
+  assert blift["description"] == "Scene 1: a dog runs\nScene 2: a cat"
+  assert verbalize.parse_level("This tweet has low likes.") == "low"
+  assert verbalize.parse_level("HIGH") == "high"
+  assert verbalize.parse_level("medium likes", behavior.LIKE_LEVELS) == "medium"
+  assert verbalize.parse_scene_number("Scene 3 is the most replayed (Replays: 80) because it shows a star.") == 3
+  assert verbalize.parse_sentiment('Negative, because people wrote "so sad".') == "negative"
+  # A corpus whose likes exceed its views writes a share above 100%; the target means it.
+  assert verbalize.parse_likes_per_view("Likes-per-View: 300%") == 300.0
 
 
 @pytest.mark.parametrize("garbage", [
     "", "Scene", "Scene 2: {Replay: abc}", "Scene 2: {Replay: 250%}", "\x00\xff\ufffd", "Views: lots",
-    "Likes-per-View: 300%", "highlights and lowlights", "liked by many", None, 123, "[MASK] " * 50,
+    "Likes-per-View: -3%", "highlights and lowlights", "liked by many", None, 123, "[MASK] " * 50,
 ])
 def test_parsers_never_crash_on_garbage(garbage):
-  assert behavior.parse_lcbm_replays(garbage) == {}
-  assert behavior.parse_blift_replays(garbage) == {}
-  assert math.isnan(behavior.parse_views(garbage))
-  assert math.isnan(behavior.parse_likes_per_view(garbage))
-  assert math.isnan(behavior.parse_blift_liked(garbage))
-  assert math.isnan(behavior.parse_blift_upvotes(garbage))
-  assert behavior.parse_like_level(garbage) is None
-  assert behavior.parse_scene_number(garbage) == (2 if isinstance(garbage, str) and "Scene 2" in garbage else None)
-  assert behavior.parse_sentiment(garbage) is None
-  parsed = behavior.parse_lcbm_target(garbage)
-  pred, true = behavior.align_replays(parsed["replay"], {1: 40.0, 2: 60.0})
+  assert verbalize.parse_replays(garbage) == {}
+  blift = verbalize.parse_blift(garbage)
+  assert blift["replay"] is None and blift["comments"] == ()
+  assert verbalize.parse_views(garbage) is None
+  assert verbalize.parse_likes_per_view(garbage) is None
+  assert blift["likes_percent"] is None
+  assert blift["upvotes"] is None
+  assert verbalize.parse_level(garbage) is None
+  assert verbalize.parse_scene_number(garbage) == (2 if isinstance(garbage, str) and "Scene 2" in garbage else None)
+  assert verbalize.parse_sentiment(garbage) is None
+  parsed = verbalize.parse_behavior_simulation(garbage)
+  assert parsed["views"] is None and parsed["likes_per_view"] is None
+  pred, true = behavior.align_replays(dict(enumerate(parsed["replay"])), {1: 40.0, 2: 60.0})
   m = behavior.replay_metrics([pred], [true])
   assert m["unparseable"] == 2 and m["acc_within_5"] == 0.0
+  for fmt, parse in verbalize.PARSERS.items():   # every task parser survives it too
+    parse(garbage)
 
 
 # ---------------------------------------------------------------- baselines from a training split
@@ -121,13 +134,64 @@ def test_bleu_rouge_by_hand():
   assert b["bleu1"] == pytest.approx(5 / 6)
   assert b["bleu2"] == pytest.approx(math.sqrt(5 / 6 * 3 / 5))
   assert b["bleu3"] == pytest.approx(0.5)
-  assert b["bleu4"] == 0.0
+  # nltk without smoothing: the 4-gram precision with no match enters as sys.float_info.min
+  assert b["bleu4"] == pytest.approx(math.exp((math.log(5 / 6 * 3 / 5 / 4) + math.log(sys.float_info.min)) / 4),
+                                     rel=1e-9, abs=0)
+  assert b["bleu4"] < 1e-70
   assert content.rouge_l([hyp], [ref]) == pytest.approx(5 / 6)  # LCS = 5 of 6 either way
   short = content.bleu(["a b c"], ["a b c d e"])
   assert short["bleu1"] == pytest.approx(math.exp(1 - 5 / 3))  # brevity penalty only
   # ROUGE-L: LCS("a b c", "a x c b") = 2 -> P = 2/3, R = 2/4
   assert content.rouge_l(["a b c"], ["a x c b"]) == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+  assert content.rouge_l(["a b c d"], ["a c d e"]) == pytest.approx(0.75)  # LCS 3: P = R = 3/4
   assert content.rouge_l(["!!!"], ["a"]) == 0.0
+  assert content.bleu(["x y"], ["a b"]) == {"bleu1": 0.0, "bleu2": 0.0, "bleu3": 0.0, "bleu4": 0.0}  # no unigram
+
+
+def test_bleu_pools_counts_over_the_corpus():
+  # Sentence 1: 1-grams 3/4, 2-grams 2/3, 3-grams 1/2, 4-grams 0/1. Sentence 2 is shorter than 3,
+  # so it adds 0/1 to the 3- and 4-gram precisions. Pooled: p1 = 5/6, p2 = 3/4, p3 = 1/3, p4 = 0/2;
+  # 6 hypothesis vs 7 reference tokens -> BP = exp(1 - 7/6).
+  b = content.bleu(["a b c d", "e f"], ["a b c x", "e f g"])
+  bp = math.exp(1 - 7 / 6)
+  assert b["bleu1"] == pytest.approx(bp * 5 / 6)
+  assert b["bleu2"] == pytest.approx(bp * math.sqrt(5 / 6 * 3 / 4))
+  assert b["bleu3"] == pytest.approx(bp * (5 / 6 * 3 / 4 / 3) ** (1 / 3))
+  assert b["bleu4"] < 1e-70
+  # Clipping: "the" matches at most as often as the reference has it.
+  assert content.bleu(["the the the"], ["the cat sat"], max_n=1) == {"bleu1": pytest.approx(1 / 3)}
+  assert content.bleu([], []) == {"bleu1": 0.0, "bleu2": 0.0, "bleu3": 0.0, "bleu4": 0.0}
+  assert math.isnan(content.rouge_l([], []))
+  with pytest.raises(ValueError):
+    content.bleu(["a"], ["a", "b"])
+  with pytest.raises(ValueError):
+    content.rouge_l(["a"], [])
+
+
+def test_generation_metrics_tokens_and_a_random_corpus():
+  # One tokenization for both metrics: lower-cased runs of a-z0-9 (case and punctuation ignored,
+  # "x-ray" is two tokens, no stemming: "sat" and "sitting" differ).
+  assert content.rouge_l(["The CAT, sat!"], ["the cat sat"]) == 1.0
+  assert content.bleu(["The CAT, sat!"], ["the cat sat"], max_n=3) == pytest.approx(
+      {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0})
+  assert content.rouge_l(["x-ray"], ["x ray"]) == 1.0
+  assert content.rouge_l(["cats sitting"], ["cat sat"]) == 0.0
+  rng = np.random.default_rng(0)
+  hyps, refs = _random_sentences(rng, 40), _random_sentences(rng, 40)
+  m = content.generation_metrics(hyps, refs)
+  assert m["bleu4"] > 0.05 and m["n"] == 40
+  assert m["bleu1"] > m["bleu2"] > m["bleu3"] > m["bleu4"]
+  # ROUGE-L is the mean of sentence F1s (symmetric in hypothesis and reference); BLEU is not a mean.
+  per_sentence = [content.rouge_l([h], [r]) for h, r in zip(hyps, refs)]
+  assert m["rougeL"] == pytest.approx(np.mean(per_sentence), abs=1e-12)
+  assert content.rouge_l(refs, hyps) == pytest.approx(m["rougeL"], abs=1e-12)
+  assert m["bleu4"] != pytest.approx(np.mean([content.bleu([h], [r])["bleu4"] for h, r in zip(hyps, refs)]))
+  long = [r for r in refs if len(r.split()) >= 4]
+  assert content.generation_metrics(long, long) == pytest.approx(
+      {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0, "bleu4": 1.0, "rougeL": 1.0, "n": len(long)})
+  # A copied sentence shorter than n still adds 0/1 to the n-gram precision.
+  copied = content.generation_metrics(refs, refs)
+  assert copied["bleu1"] == 1.0 and copied["rougeL"] == 1.0 and copied["bleu4"] < copied["bleu2"] < 1.0
 
 
 def _random_sentences(rng, n):
@@ -135,51 +199,33 @@ def _random_sentences(rng, n):
   return [" ".join(rng.choice(vocab, size=rng.integers(1, 14))) for _ in range(n)]
 
 
-def test_bleu_rouge_parity_with_nltk_and_rouge_score():
-  from nltk.translate.bleu_score import corpus_bleu
-  from rouge_score import rouge_scorer
-
-  rng = np.random.default_rng(0)
-  hyps, refs = _random_sentences(rng, 40), _random_sentences(rng, 40)
-  ours = content.bleu(hyps, refs)
-  assert ours["bleu4"] > 0.05
-  for n in range(1, 5):
-    ref_score = corpus_bleu([[content.tokenize(r)] for r in refs], [content.tokenize(h) for h in hyps],
-                            weights=(1 / n,) * n)
-    assert ours[f"bleu{n}"] == pytest.approx(ref_score, abs=1e-9), n
-  scorer = rouge_scorer.RougeScorer(["rougeL"])
-  ref_rouge = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)])
-  assert content.rouge_l(hyps, refs) == pytest.approx(ref_rouge, abs=1e-12)
-
-
 # ---------------------------------------------------------------- scoring-based tasks
 
 
-def _fake_score_fn(prompts, continuations, images):
-  # log-likelihood = -(distance between the continuation's first id and the prompt's last id)
-  return np.array([-abs(c[0] - p[-1]) for p, c in zip(prompts, continuations)], dtype=np.float64)
-
-
-def test_option_scores_and_choice_accuracy():
-  prompts = [[1, 5], [7], [3]]
-  options = [[[9], [5], [1]], [[7, 1], [2]], [[8], [9]]]
-  scores = content.option_scores(_fake_score_fn, prompts, options, [None] * 3)
-  assert [s.tolist() for s in scores] == [[-4, 0, -4], [0, -5], [-5, -6]]
+def test_choice_accuracy():
+  # (The option scores themselves come from inference.score_options, tested against score().)
+  scores = [np.array([-4.0, 0.0, -4.0]), np.array([0.0, -5.0]), np.array([-5.0, -6.0])]
   m = content.choice_accuracy(scores, [1, 0, 1])
   assert m["accuracy"] == pytest.approx(2 / 3)
   assert m["random"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
-  norm = content.option_scores(_fake_score_fn, [[1]], [[[3, 3], [2]]], [None], length_normalize=True)
-  assert norm[0].tolist() == [-1.0, -1.0]
 
 
 def test_label_accuracy_and_memorability_spearman():
-  import scipy.stats
-
   m = content.label_accuracy([np.array([0.0, -1.0]), np.array([-3.0, -1.0])], ["happy", "sad"], ["happy", "happy"])
   assert m["accuracy"] == 0.5 and m["random"] == 0.5
+  # Ties take their average rank: [1, 2.5, 2.5, 4] vs [1, 3, 2, 4] -> 4.5 / sqrt(4.5 * 5)
+  assert content.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9), abs=1e-12)
+  assert content.spearman([1, 1, 2, 2], [10, 20, 30, 40]) == pytest.approx(2 / math.sqrt(5), abs=1e-12)
+  assert content.spearman([1, 2, 3], [10, 1e6, 1e9]) == pytest.approx(1.0)   # ranks only
+  assert content.spearman([0.5, 0.1], [1, 2]) == pytest.approx(-1.0)
   rng = np.random.default_rng(1)
-  a, b = rng.integers(0, 5, size=30), rng.normal(size=30)  # ties in a
-  assert content.spearman(a, b) == pytest.approx(scipy.stats.spearmanr(a, b).statistic, abs=1e-12)
+  a, b = rng.permutation(30), rng.normal(size=30)   # no ties: 1 - 6 sum(d^2) / (n (n^2 - 1))
+  d = a - np.argsort(np.argsort(b))
+  assert content.spearman(a, b) == pytest.approx(1 - 6 * np.sum(d ** 2) / (30 * (30 ** 2 - 1)), abs=1e-12)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")   # constant input: NaN, and no scipy warning per call
+    for x, y in (([3, 3, 3], [1, 2, 3]), ([1, 2, 3], [5, 5, 5]), ([1], [2]), ([], []), ([1, 2], [1, 2, 3])):
+      assert math.isnan(content.spearman(x, y)), (x, y)
   # a model that puts all its mass on the true two-digit label gets a perfect rank correlation
   true = [12.0, 80.0, 45.0, 3.0]
   scores = [np.where(np.arange(100) == int(t), 0.0, -50.0) for t in true]
@@ -222,27 +268,13 @@ EVAL_COUNTS = {("cbc", "train"): 12, ("cbc", "test"): 4, ("blift", "train"): 10,
                ("tweets", "train"): 40, ("tweets", "test_time"): 6, ("tweets", "test_brand"): 4}
 
 
-def test_prefix_shared_option_scores_match_inference_score(tiny):
-  from lcbm_jax import inference
-  from lcbm_jax.evaluation import run
-
-  cfg, params, _, _ = tiny
-  rng = np.random.default_rng(0)
-  n_img = cfg.num_image_tokens
-  prompts = [[1, *rng.integers(10, 400, 7)], [1, *[cfg.image_token_id] * n_img, *rng.integers(10, 400, 30)]]
-  options = [[[5, 6, 7], [8], [3, 3]], [[9], [10, 11], [12, 13, 14, 15, 16]]]
-  images = rng.normal(size=(2, cfg.max_images, cfg.vision.image_size, cfg.vision.image_size, 3)).astype(np.float32)
-  got = run.score_options_batch(cfg, params, prompts, options, images, k=4)
-  pairs = [(i, o) for i, opts in enumerate(options) for o in opts]   # one inference.score call, one compile
-  want = inference.score(cfg, params, [prompts[i] for i, _ in pairs], [o for _, o in pairs],
-                         images[[i for i, _ in pairs]]).total
-  np.testing.assert_allclose(np.concatenate([got[i, :len(opts)] for i, opts in enumerate(options)]), want,
-                             rtol=1e-4, atol=1e-4)
+# The prefix-shared option scorer against independent score() calls: tests/test_inference.py.
 
 
 def test_parsers_read_the_verbalized_targets(tiny):
-  """Golden round trip: what the templates write (data_pipeline.verbalize) parses back to the answer."""
-  from data_pipeline import pipeline, verbalize
+  """Golden round trip: what the templates write (data_pipeline.verbalize) parses back to the answer,
+  and the answer is the exact truth up to the rounding of numbers written in words."""
+  from data_pipeline import pipeline
 
   _, _, tok, data_dir = tiny
   corpus = pipeline.Corpus(data_dir, "test")
@@ -253,17 +285,16 @@ def test_parsers_read_the_verbalized_targets(tiny):
       if not verbalize.applies(r, task, corpus.context):
         continue
       v = verbalize.verbalize(r, task, rng=np.random.default_rng(i), max_images=4, context=corpus.context)
-      a = v.answer
+      a, x = v.answer, v.exact
+      assert v.parse(v.target) == a
       if task == "behavior_simulation":
-        p = behavior.parse_lcbm_target(v.target)
-        assert p["replay"] == dict(enumerate(float(x) for x in a["replay"]))
-        assert abs(p["views"] - a["views"]) <= _words_error(a["views"])
-        assert p["likes_per_view"] == pytest.approx(a["likes_per_view"], abs=0.05)
+        assert a["replay"] == tuple(math.floor(s + 0.5) for s in r.behavior.replay)
+        assert x["views"] == r.behavior.views and abs(a["views"] - x["views"]) <= _words_error(x["views"])
+        assert a["likes_per_view"] == pytest.approx(x["likes_per_view"], abs=0.05)
       elif a["replay"] is not None:
-        assert behavior.parse_blift_replays(v.target) == pytest.approx(dict(enumerate(a["replay"])))
-        assert behavior.parse_blift_liked(v.target) == pytest.approx(a["likes_percent"], abs=0.05)
+        assert a["likes_percent"] == pytest.approx(x["likes_percent"], abs=0.05)
       else:
-        assert abs(behavior.parse_blift_upvotes(v.target) - a["upvotes"]) <= _words_error(a["upvotes"])
+        assert x["upvotes"] == r.behavior.upvotes and abs(a["upvotes"] - x["upvotes"]) <= _words_error(x["upvotes"])
       seen.add((task, a["replay"] is None if task == "blift" else None))
   assert len(seen) == 3
 
@@ -277,10 +308,10 @@ class _OracleRunner:
   """Generates each example's reference target: every model metric must come out perfect."""
 
   def __init__(self, runner, targets):
-    self.runner, self.targets, self.tok, self.cfg = runner, targets, runner.tok, runner.cfg
+    self.runner, self.targets, self.codec, self.cfg = runner, targets, runner.codec, runner.cfg
 
-  def generate(self, prompts, images, max_new_tokens, desc):
-    return [self.targets[tuple(int(t) for t in p)] for p in prompts]
+  def generate_answers(self, examples, desc):
+    return [self.targets[tuple(int(t) for t in e.prompt_ids)] for e in examples]
 
   def score_options(self, *args):
     return self.runner.score_options(*args)
@@ -288,9 +319,11 @@ class _OracleRunner:
 
 def test_oracle_generations_score_perfectly(tiny, monkeypatch):
   from data_pipeline import pipeline
+  from data_pipeline.codec import Codec
   from lcbm_jax.evaluation import run
 
   cfg, params, tok, data_dir = tiny
+  codec = Codec(tok, cfg.num_image_tokens)
   targets = {}
   for split in ("test", "test_time", "test_brand"):
     for task in ("behavior_simulation", "kbft", "likes_high_low", "tweet_generation", "blift",
@@ -298,13 +331,15 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
       variants = [{"regime": r} for r in ("past", "future", "random")] if task == "kbft" else [{}]
       for opts in variants:
         try:
-          for e in pipeline.eval_examples(data_dir, split, task, tokenizer=tok, image_size=cfg.vision.image_size,
-                                          max_images=cfg.max_images, num_image_tokens=cfg.num_image_tokens, **opts):
+          for e in pipeline.eval_examples(data_dir, split, task, codec=codec, image_size=cfg.vision.image_size,
+                                          image_mean=cfg.image_mean, image_std=cfg.image_std,
+                                          max_images=cfg.max_images, **opts):
             targets[tuple(int(t) for t in e.prompt_ids)] = e.verbalized.target
         except Exception as err:  # a split some corpus lacks
           assert "split" in str(err)
   real_runner = run.Runner
   monkeypatch.setattr(run, "Runner", lambda *a, **k: _OracleRunner(real_runner(*a, **k), targets))
+  assert run.DEFAULT_TASKS == tuple(run.TASK_FNS)
   res = run.evaluate(cfg, params, tok, data_dir, ["behavior_simulation", "kbft", "likes_high_low",
                                                   "tweet_generation", "blift", "behavior_understanding"],
                      max_examples=3)
@@ -324,8 +359,9 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
       sums[pos] += math.floor(v + 0.5)
       counts[pos] += 1
   errs = [sums[pos] / counts[pos] - truth
-          for e in pipeline.eval_examples(data_dir, "test", "behavior_simulation", tokenizer=tok, max_examples=3,
-                                          image_size=cfg.vision.image_size, num_image_tokens=cfg.num_image_tokens)
+          for e in pipeline.eval_examples(data_dir, "test", "behavior_simulation", codec=codec, max_examples=3,
+                                          image_size=cfg.vision.image_size, image_mean=cfg.image_mean,
+                                          image_std=cfg.image_std)
           for pos, truth in enumerate(e.answer["replay"])]
   assert bs["replay_rmse"]["baselines"]["position_mean"] == pytest.approx(math.sqrt(np.mean(np.square(errs))))
   assert bs["replay_rmse"]["n"] == len(errs)
@@ -339,12 +375,13 @@ def test_oracle_generations_score_perfectly(tiny, monkeypatch):
 
 
 def test_runner_scores_more_options_than_one_call_holds(tiny):
-  """100-way labels (memorability) are split into chunks of run._ROWS_PER_CALL; nothing is lost or mixed."""
+  """100-way labels (memorability) are split into chunks of runner.ROWS_PER_CALL; nothing is lost or mixed."""
+  from data_pipeline.codec import Codec
   from lcbm_jax import inference
-  from lcbm_jax.evaluation import run
+  from lcbm_jax.evaluation import runner as runner_lib
 
   cfg, params, tok, _ = tiny
-  runner = run.Runner(cfg, params, tok)
+  runner = runner_lib.Runner(cfg, params, Codec(tok, cfg.num_image_tokens))
   prompts = [[1, 20, 30, 40], [1, 50, 60]]
   options = [[[t] for t in range(100, 170)], [[7, 8], [9]]]   # 70 options, then 2
   got = runner.score_options(prompts, options, [np.zeros((0,))] * 2, "test")
@@ -374,36 +411,58 @@ def test_replay_probe_slope_matches_fixed_effects_least_squares():
   assert abs(probe.within_video_slope(per_video_only, x, video)) < 1e-12
 
 
-def test_replay_paired_bootstrap_matches_scipy():
-  """Video-level paired bootstrap CI of (model - baseline) RMSE and accuracy agrees with
-  scipy.stats.bootstrap (paired, percentile) on the same per-video sums; a model equal to the
-  baseline gets an interval of exactly 0, a much better one an interval below 0."""
-  from scipy import stats
-  rng = np.random.default_rng(1)
-  true = [rng.uniform(20, 80, rng.integers(1, 8)) for _ in range(60)]
-  base = [t + rng.normal(0, 12, t.size) for t in true]
-  pred = [t + rng.normal(0, 6, t.size) for t in true]
+def _replay_videos(rng, v, *, base_sd=12.0, pred_sd=6.0):
+  true = [rng.uniform(20, 80, rng.integers(1, 8)) for _ in range(v)]
+  base = [t + rng.normal(0, base_sd, t.size) for t in true]
+  pred = [t + rng.normal(0, pred_sd, t.size) for t in true]
+  return pred, base, true
+
+
+def test_replay_paired_bootstrap():
+  """Video-level paired percentile bootstrap of (model - baseline) RMSE and accuracy: contains the
+  full-sample difference, narrows with more videos, is exactly 0 for a model equal to the baseline
+  and below 0 for a much better one."""
+  pred, base, true = _replay_videos(np.random.default_rng(1), 60)
   pred[3] = pred[3].copy()
   pred[3][0] = np.nan   # unparseable: baseline value for RMSE, wrong for accuracy
   ci = behavior.replay_paired_bootstrap(pred, base, true, np.random.default_rng(0), n_boot=20000)
   filled = [np.where(np.isnan(p), b, p) for p, b in zip(pred, base)]
-  sse_m = np.array([np.sum((p - t) ** 2) for p, t in zip(filled, true)])
-  sse_b = np.array([np.sum((b - t) ** 2) for b, t in zip(base, true)])
-  hit_m = np.array([np.sum(np.abs(p - t) <= 5) for p, t in zip(pred, true)])   # NaN compares False
-  hit_b = np.array([np.sum(np.abs(b - t) <= 5) for b, t in zip(base, true)])
-  cnt = np.array([t.size for t in true], float)
-
-  def d_rmse(a, b, c, axis=-1):
-    return np.sqrt(a.sum(axis) / c.sum(axis)) - np.sqrt(b.sum(axis) / c.sum(axis))
-
-  def d_acc(a, b, c, axis=-1):
-    return (a.sum(axis) - b.sum(axis)) / c.sum(axis)
-
-  for key, fn, data in (("rmse", d_rmse, (sse_m, sse_b, cnt)), ("acc_within_5", d_acc, (hit_m, hit_b, cnt))):
-    ref = stats.bootstrap(data, fn, paired=True, vectorized=True, n_resamples=20000, method="percentile",
-                          random_state=np.random.default_rng(2)).confidence_interval
-    width = ref.high - ref.low
-    assert abs(ci[key][0] - ref.low) < 0.05 * width and abs(ci[key][1] - ref.high) < 0.05 * width, (ci[key], ref)
+  p, f, b, t = map(np.concatenate, (pred, filled, base, true))   # every scene of every video
+  full_rmse = math.sqrt(np.mean((f - t) ** 2)) - math.sqrt(np.mean((b - t) ** 2))
+  full_acc = np.mean(np.abs(p - t) <= 5) - np.mean(np.abs(b - t) <= 5)   # NaN compares False
+  assert ci["rmse"][0] < full_rmse < ci["rmse"][1] and ci["acc_within_5"][0] < full_acc < ci["acc_within_5"][1]
   assert ci["rmse"][1] < 0 and ci["acc_within_5"][0] > 0 and ci["videos"] == 60
+  # The unparseable scene: as the baseline's value for RMSE, as a miss for accuracy (same resamples).
+  as_base = behavior.replay_paired_bootstrap(filled, base, true, np.random.default_rng(0), n_boot=20000)
+  miss = [p.copy() for p in filled]
+  miss[3][0] = true[3][0] + 100
+  as_miss = behavior.replay_paired_bootstrap(miss, base, true, np.random.default_rng(0), n_boot=20000)
+  assert ci["rmse"] == as_base["rmse"] and ci["acc_within_5"] == as_miss["acc_within_5"]
+  # Paired: the spread model and baseline share cancels.
   same = behavior.replay_paired_bootstrap(base, base, true, np.random.default_rng(0))
   assert same["rmse"] == (0.0, 0.0) and same["acc_within_5"] == (0.0, 0.0)
+  # 16x the videos -> about a quarter of the width.
+  few, many = (behavior.replay_paired_bootstrap(*_replay_videos(np.random.default_rng(2), v),
+                                               np.random.default_rng(0)) for v in (40, 640))
+  for key in ("rmse", "acc_within_5"):
+    assert many[key][1] - many[key][0] < 0.5 * (few[key][1] - few[key][0]), key
+
+
+def test_replay_paired_bootstrap_rng_and_edge_cases():
+  pred, base, true = _replay_videos(np.random.default_rng(3), 30)
+  rng = np.random.default_rng(7)
+  ci = behavior.replay_paired_bootstrap(pred, base, true, rng)
+  assert ci == behavior.replay_paired_bootstrap(pred, base, true, np.random.default_rng(7))
+  assert ci["rmse"] != behavior.replay_paired_bootstrap(pred, base, true, np.random.default_rng(8))["rmse"]
+  # The caller's rng advances by one [n_boot, V] draw of video indices, whatever the statistics:
+  # what it draws next (kbft's next regime: its random baseline) does not depend on the bootstrap.
+  ref = np.random.default_rng(7)
+  ref.integers(0, 30, (2000, 30))
+  assert rng.integers(0, 2 ** 62) == ref.integers(0, 2 ** 62)
+  empty = behavior.replay_paired_bootstrap([], [], [], np.random.default_rng(0))
+  assert empty["videos"] == 0 and all(math.isnan(x) for k in ("rmse", "acc_within_5") for x in empty[k])
+  # One video: every resample is that video, so the interval is its difference.
+  one = behavior.replay_paired_bootstrap([[50.0, 60.0]], [[40.0, 60.0]], [[50.0, 70.0]], np.random.default_rng(0))
+  assert one["videos"] == 1
+  assert one["rmse"] == pytest.approx((math.sqrt(50) - 10, math.sqrt(50) - 10))   # SSE 100 vs 200 over 2 scenes
+  assert one["acc_within_5"] == (0.5, 0.5)

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipeline.tokenizer import expand_image_tokens
+from data_pipeline.codec import Codec
 from lcbm_jax import inference
 from lcbm_jax.export import hf
-from lcbm_jax.inference_cli import preprocess_image
+from lcbm_jax.inference_images import preprocess_image
 from lcbm_jax.model import lcbm
 import hf_helpers as H
 
@@ -34,7 +34,7 @@ def _batch(tok):
   """Ids (images expanded), our images [B, 3, S, S, 3], HF pixel_values [n, 3, S, S], per row."""
   rows, images, flat = [], [], []
   for r, text in enumerate(PROMPTS):
-    ids = expand_image_tokens(tok.encode(text, add_bos=True), tok.image_id, N_IMG)
+    ids = Codec(tok, N_IMG).prompt_ids(text).tolist()
     n = text.count("<image>")
     pix = [preprocess_image(H.random_image(10 * r + k), H.IMAGE_SIZE) for k in range(n)]
     rows.append(ids)
@@ -160,7 +160,7 @@ def test_export_loads_in_transformers(tok, tmp_path):
     np.testing.assert_allclose(got["pixel_values"][0].transpose(1, 2, 0), preprocess_image(img, H.IMAGE_SIZE),
                                atol=1e-6, rtol=0, err_msg=f"{size} {mode}")
   # The processor adds BOS (add_special_tokens) and expands <image> to our number of tokens.
-  assert got["input_ids"][0].tolist() == expand_image_tokens(tok.encode(text, add_bos=True), tok.image_id, N_IMG)
+  assert got["input_ids"][0].tolist() == Codec(tok, N_IMG).prompt_ids(text).tolist()
 
 
 def _with_alpha(img):

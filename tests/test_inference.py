@@ -133,3 +133,25 @@ def test_bad_inputs_raise_user_error(params, prompts):
     inference.score(CFG, params, [[1, V]], [[5]])
   with pytest.raises(UserError, match="rng"):
     inference.generate(CFG, params, rows[:1], None, max_new_tokens=2, eos_id=None, temperature=1.0)
+
+
+@pytest.mark.parametrize("fsdp", [1, 8], ids=["1-device", "8-devices"])
+def test_prefix_shared_option_scores_equal_independent_score_calls(params, fsdp):
+  """score_options (one prefill, every option continuing the cache) = score() of each (prompt, option)
+  pair on its own, on one device and with the parameters sharded over 8 (fsdp)."""
+  from lcbm_jax import sharding
+
+  rng = np.random.default_rng(3)
+  prompts = [[1, *rng.integers(5, V, 9)], [1, *[IMG] * P, *rng.integers(5, V, 20)], [1, 7]]
+  options = [[[5, 6, 7], [8], [3, 3]], [[9], [10, 11], [12, 13, 14, 15, 16], [17]], [[40, 41]]]
+  images = rng.normal(size=(3, CFG.max_images, CFG.vision.image_size, CFG.vision.image_size, 3)).astype(np.float32)
+  p = params
+  if fsdp > 1:
+    mesh = sharding.make_mesh(data=1, fsdp=fsdp, tensor=1)
+    p = jax.device_put(params, sharding.param_shardings(CFG, mesh))
+    assert len(jax.tree.leaves(p)[0].sharding.device_set) == 8
+  got = inference.score_options(CFG, p, prompts, options, images, k=4)
+  assert got.shape == (3, 4) and np.all(got[0, 3:] == 0) and np.all(got[2, 1:] == 0)   # unused slots
+  for i, opts in enumerate(options):
+    want = inference.score(CFG, p, [prompts[i]] * len(opts), opts, images[[i] * len(opts)]).total
+    np.testing.assert_allclose(got[i, :len(opts)], want, rtol=1e-5, atol=1e-5)

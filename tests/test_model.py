@@ -191,3 +191,21 @@ def test_causal_block_attention_matches_jax_reference():
   loss = lambda f: lambda *a: jnp.sum(jnp.where(real, f(*a), 0.0) ** 2)
   for g_ours, g_ref in zip(jax.grad(loss(ours), (0, 1, 2))(q, k, v), jax.grad(loss(reference), (0, 1, 2))(q, k, v)):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-4)
+
+
+def test_attention_block_comes_from_the_model_config(params):
+  """`text.attention_block` reaches the decoder: block-skipping (64) and full attention (0) trace
+  different programs and give the same logits on every real row (packed segments, padding)."""
+  rng = np.random.default_rng(5)
+  rows = [[1] + _text(rng, 150), [1] + _text(rng, 100) + [IMG] * P + _text(rng, 40)]
+  ids, seg, pos = _single_segment(rows, length=192)
+  seg[0, 80:151] = 2
+  pos[0, 80:] = np.arange(192 - 80)
+  images = _images(rng, 2, m=1)
+  with_block = lambda block: dataclasses.replace(CFG, text=dataclasses.replace(CFG.text, attention_block=block))
+  blocked, full = with_block(64), with_block(0)
+  trace = lambda cfg: str(jax.make_jaxpr(lambda p: lcbm.LCBM(cfg).apply({"params": p}, ids, images, seg, pos))(params))
+  assert trace(blocked) != trace(full)
+  real = seg != 0
+  np.testing.assert_allclose(_forward(blocked, params, ids, images, seg, pos)[real],
+                             _forward(full, params, ids, images, seg, pos)[real], atol=1e-5)

@@ -10,10 +10,12 @@ from PIL import Image
 
 import corrupt_corpus
 import pipeline_helpers as helpers
-from data_pipeline import commands, images, pipeline, verbalize
+from data_pipeline import commands, pipeline, verbalize
 from data_pipeline.tfds_builders import builder as builder_lib
+from data_pipeline.codec import Codec
 from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax.errors import UserError
+from lcbm_jax.model.presets import CLIP_MEAN, CLIP_STD
 
 N_DECODE_BAD = 3
 
@@ -190,7 +192,7 @@ def test_make_global_shards_the_batch():
   cfg = pipeline.PipelineConfig(data_dir="", tokenizer="", seq_len=64, batch_size=8, image_size=8, max_images=1,
                                 num_image_tokens=4)
   batch = pipeline.assemble([], 8, cfg, pad_id=3)
-  g = pipeline.make_global(batch, mesh)
+  g = sharding.make_global(batch, mesh)
   assert isinstance(g["input_ids"], jax.Array) and g["input_ids"].shape == (8, 64)
   assert len(g["images"].sharding.device_set) == 8
   assert isinstance(g["sample_ids"], np.ndarray) and g["sample_ids"].dtype == np.int64
@@ -204,7 +206,7 @@ def test_clip_preprocessing_matches_transformers(tmp_path):
     img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    ours = pipeline.decode_image(buf.getvalue(), 0, 32)
+    ours = pipeline.decode_image(buf.getvalue(), 0, 32, CLIP_MEAN, CLIP_STD)
     proc = hf_clip.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     ref = np.asarray(proc(img, return_tensors="np")["pixel_values"][0]).transpose(1, 2, 0)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
@@ -215,19 +217,20 @@ def test_video_keyframes_follow_frame_indices(tmp_path):
   buf = io.BytesIO()
   frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
   for i in (0, 2, 4):
-    x = pipeline.decode_image(buf.getvalue(), i, 8)
-    red = x[..., 0] * images.CLIP_STD[0] + images.CLIP_MEAN[0]
+    x = pipeline.decode_image(buf.getvalue(), i, 8, CLIP_MEAN, CLIP_STD)
+    red = x[..., 0] * CLIP_STD[0] + CLIP_MEAN[0]
     assert abs(red.mean() * 255 - 40 * i) < 3
   with pytest.raises(Exception) as e:
-    pipeline.decode_image(buf.getvalue(), 9, 8)
+    pipeline.decode_image(buf.getvalue(), 9, 8, CLIP_MEAN, CLIP_STD)
   assert getattr(e.value, "reason", None) == "corrupt_media"
 
 
 def test_eval_examples_prefix_matches_training(tiny):
   data_dir, tok_dir = tiny
   tok = Tokenizer.load(tok_dir)
-  examples = list(pipeline.eval_examples(data_dir, "test", "behavior_simulation", tokenizer=tok, image_size=32,
-                                         max_images=4, num_image_tokens=16, max_examples=3))
+  examples = list(pipeline.eval_examples(data_dir, "test", "behavior_simulation", codec=Codec(tok, 16),
+                                         image_mean=CLIP_MEAN, image_std=CLIP_STD, image_size=32,
+                                         max_images=4, max_examples=3))
   assert len(examples) == 3
   for ex in examples:
     v = ex.verbalized

@@ -92,6 +92,11 @@ def test_names_and_roundtrip():
   for name in presets.names():
     cfg = presets.get(name)
     assert presets.LCBMConfig.from_dict(cfg.to_dict()) == cfg
+  # A config saved before text.attention_block existed loads with the default block.
+  old = presets.get("demo").to_dict()
+  del old["text"]["attention_block"]
+  assert presets.LCBMConfig.from_dict(old) == presets.get("demo")
+  assert presets.get("demo").text.attention_block == 128
   with pytest.raises(UserError, match="unknown model preset"):
     presets.get("llava-2")
 
@@ -102,6 +107,8 @@ def test_names_and_roundtrip():
     (lambda c: dataclasses.replace(c, image_token_id=512), "image_token_id"),
     (lambda c: dataclasses.replace(c, vision_feature_layer=-4), "vision_feature_layer"),
     (lambda c: dataclasses.replace(c.text, num_key_value_heads=3), "num_key_value_heads"),
+    (lambda c: dataclasses.replace(c.text, attention_block=-1), "attention_block"),
+    (lambda c: dataclasses.replace(c.text, attention_block=64.0), "attention_block"),
     (lambda c: presets.TextConfig(hidden_size=66, num_attention_heads=4, num_key_value_heads=4), "divisible"),
     (lambda c: dataclasses.replace(c.vision, image_size=30), "multiple of vision.patch_size"),
     (lambda c: dataclasses.replace(c.vision, hidden_act="gelu"), "quick_gelu"),

@@ -13,6 +13,7 @@ must end in exactly the state the next segment resumed from.
 
 The runs share a JAX compilation cache (in the test's temp dir) so only the first one compiles.
 """
+import dataclasses
 import glob
 import json
 import os
@@ -124,11 +125,7 @@ def _pipeline_config(setup, tokenizer_dir) -> pipeline.PipelineConfig:
   """The training pipeline of the runs (as `lcbm train` builds it from the config)."""
   config = config_lib.load(CONFIG, [f"--config.data.dir={setup['data']}", *OVERRIDES])
   model_cfg = train.model_config(config)
-  return pipeline.PipelineConfig(
-      data_dir=str(setup["data"]), tokenizer=str(tokenizer_dir), tasks=tuple(zip(config.data.tasks, config.data.weights)),
-      seq_len=config.data.seq_len, batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
-      max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
-      num_epochs=None, worker_count=config.data.workers)
+  return dataclasses.replace(train.pipeline_config(config, model_cfg, str(tokenizer_dir)), num_epochs=None)
 
 
 def _replay(base, state, n: int):

@@ -5,7 +5,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec
 
-from lcbm_jax import sharding
+from lcbm_jax import axes, sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
 
@@ -58,7 +58,7 @@ def test_indivisible_dims_fall_back_to_replication():
   assert p_sh["vision"]["layers"]["attn"]["q"]["kernel"].spec == PartitionSpec(None, None, None, None)
   assert p_sh["llm"]["layers"]["attn"]["k"]["kernel"].spec == PartitionSpec(None, None, None, None)
   assert p_sh["llm"]["layers"]["attn"]["q"]["kernel"].spec == PartitionSpec(None, None, "tensor", None)
-  assert sharding.logical_to_spec(("embed", "embed"), (64, 64), sharding.make_mesh(data=1, fsdp=8)) == \
+  assert axes.logical_to_spec(("embed", "embed"), (64, 64), sharding.make_mesh(data=1, fsdp=8)) == \
       PartitionSpec("fsdp", None)   # one mesh axis never shards two dims
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import corrupt_corpus
 from data_pipeline import records as rec
-from data_pipeline import sources
+from data_pipeline import sources, world
 from data_pipeline.sources import behavior_world, blift, cbc, jsonl, tweets
 from lcbm_jax.errors import UserError
 
@@ -138,8 +138,8 @@ def test_corrupted_corpus_quarantine_counts(tmp_path):
 
 
 def test_generated_corpus_loads_through_public_readers(tmp_path):
-  counts = {k: 3 for k in behavior_world.SIZES["small"]}
-  manifest = behavior_world.generate(str(tmp_path), seed=3, counts=counts, progress=False)
+  counts = {k: 3 for k in world.SIZES["small"]}
+  manifest = world.generate(str(tmp_path), seed=3, counts=counts, progress=False)
   readers = {"cbc": cbc.read, "blift": blift.read, "tweets": tweets.read}
   for entry in manifest["files"]:
     got = _all(readers[entry["source"]](str(tmp_path / entry["path"])))
@@ -149,7 +149,7 @@ def test_generated_corpus_loads_through_public_readers(tmp_path):
       if r.source == "cbc":
         frames = rec.check_media(r.content.media[0], str(tmp_path / "cbc"))
         assert frames == len(r.content.scenes) == len(r.behavior.replay)
-        assert behavior_world.MIN_SCENES <= frames <= behavior_world.MAX_SCENES
+        assert world.MIN_SCENES <= frames <= world.MAX_SCENES
   via_world = list(behavior_world.read(str(tmp_path), with_latent=True))
   assert len(via_world) == 21 and all(set(r.latent) >= {"tone", "topic", "memorability"} for r in via_world)
   assert len(list(behavior_world.read(str(tmp_path), split="test_brand"))) == 3

@@ -8,18 +8,17 @@ from array_record.python import array_record_data_source
 
 import corrupt_corpus
 from data_pipeline import records as records_lib
-from data_pipeline import commands, sources
+from data_pipeline import commands, sources, world
 from data_pipeline.tfds_builders import builder as builder_lib
 from lcbm_jax import cli
 from lcbm_jax.errors import UserError
 from pipeline_helpers import TINY_COUNTS
-from data_pipeline.sources import behavior_world
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
   gen = str(tmp_path_factory.mktemp("gen"))
-  behavior_world.generate(gen, seed=1, counts=TINY_COUNTS, progress=False)
+  world.generate(gen, seed=1, counts=TINY_COUNTS, progress=False)
   return gen
 
 

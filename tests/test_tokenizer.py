@@ -6,7 +6,8 @@ import pytest
 import sentencepiece as spm
 
 from data_pipeline import tokenizer as tokenizer_lib
-from data_pipeline.tokenizer import Tokenizer, expand_image_tokens
+from data_pipeline.codec import Codec, expand_image_tokens
+from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax.errors import UserError
 
 CORPUS = [
@@ -87,9 +88,10 @@ def test_load_llama_model_appends_image_and_pad(tmp_path):
   assert tok.decode(ids) == "see <image> here"
 
 
-def test_encode_segments_flags_and_matches_whole_text(tok):
+def test_codec_segments_flags_and_matches_whole_text(tok):
   texts = ["USER: <image> Scene 1: {Replays: [MASK]}\nASSISTANT: ", "Scene 1: {Replay: 60%}"]
-  ids, flags = tok.encode_segments(texts, [False, True])
+  enc = Codec(tok, 1).encode_segments(texts, [False, True])
+  ids, flags = enc.ids[1:-1].tolist(), enc.flags[1:-1].tolist()   # without <s> and </s>
   assert ids == tok.encode("".join(texts))
   n_prompt = flags.index(True)
   assert not any(flags[:n_prompt]) and all(flags[n_prompt:])
@@ -99,7 +101,7 @@ def test_encode_segments_flags_and_matches_whole_text(tok):
 
 def test_expand_image_tokens():
   ids = [1, 7, 4, 8, 4, 2]
-  assert expand_image_tokens(ids, 4, 3) == [1, 7, 4, 4, 4, 8, 4, 4, 4, 2]
+  assert expand_image_tokens(ids, 4, 3).tolist() == [1, 7, 4, 4, 4, 8, 4, 4, 4, 2]
   assert np.sum(np.array(expand_image_tokens(ids, 4, 5)) == 4) == 10
 
 

@@ -44,7 +44,7 @@ GOLDEN = {
     ('behavior_simulation', 'video', (), False): (
         'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: a red ball, Replays: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: a red ball moving fast, Replays: [MASK]}\nScene 3: <image> {ASR: the end, Captions: a blue square, Replays: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: a green star, Replays: [MASK]}\nViews: [MASK], Likes-per-View: [MASK]\nPredict the masked behavior.\n',
         'Scene 1: {Replay: 12%}, Scene 2: {Replay: 89%}, Scene 3: {Replay: 40%}, Scene 4: {Replay: 3%}, Views: 2.1 Million, Likes-per-View: 2.5%',
-        {'replay': (12, 89, 40, 3), 'views': 2140000, 'likes_per_view': 2.5}, (0, 2, 3)),
+        {'replay': (12, 89, 40, 3), 'views': 2100000.0, 'likes_per_view': 2.5}, (0, 2, 3)),
     ('behavior_simulation', 'video', (), True): (
         'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: [MASK]}\nScene 3: <image> {ASR: the end, Captions: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: [MASK]}\nDescribe the masked captions of every scene.\n',
         'Scene 1: {Captions: a red ball}, Scene 2: {Captions: a red ball moving fast}, Scene 3: {Captions: a blue square}, Scene 4: {Captions: a green star}',
@@ -116,7 +116,7 @@ GOLDEN = {
     ('blift', 'video', (), False): (
         'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image> <image> <image>\nTitle: Red ball fun\nPosted by: Acme\nASR: look at this ball it bounces fast the end bye now\nDescribe the media scene by scene, then predict the share of viewers who like it, the top comments, and the replay value per scene.\nASSISTANT: ',
         'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.\n>>> BEHAVIOR <<<\nThe video will be liked by 2.5% of viewers.\nReplays: Scene 1: 0.12, Scene 2: 0.89, Scene 3: 0.40, Scene 4: 0.03',
-        {'likes_percent': 2.5, 'upvotes': None, 'comments': (), 'replay': (0.12, 0.89, 0.4, 0.03)}, (0, 2, 3)),
+        {'description': 'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.', 'likes_percent': 2.5, 'upvotes': None, 'comments': (), 'replay': (0.12, 0.89, 0.4, 0.03)}, (0, 2, 3)),
     ('blift', 'video', (), True): (
         'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image> <image> <image>\nTitle: Red ball fun\nPosted by: Acme\nASR: look at this ball it bounces fast the end bye now\nDescribe the media scene by scene.\nASSISTANT: ',
         'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.',
@@ -124,11 +124,19 @@ GOLDEN = {
     ('blift', 'post', (), False): (
         'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image>\nTitle: My cat at sunset\nPosted by: u_bob\nSubreddit: r/pics\nDescribe the media scene by scene, then predict how many people like it and the top comments.\nASSISTANT: ',
         'Scene 1: a cat in orange light.\n>>> BEHAVIOR <<<\nThe post will receive 4 thousand upvotes.\nTop comments: 1. so cute 2. love the colors 3. great shot 4. boring <img> one 5. wow',
-        {'likes_percent': None, 'upvotes': 4321, 'comments': ('so cute', 'love the colors', 'great shot', 'boring <img> one', 'wow'), 'replay': None}, (0,)),
+        {'description': 'Scene 1: a cat in orange light.', 'likes_percent': None, 'upvotes': 4000.0, 'comments': ('so cute', 'love the colors', 'great shot', 'boring <img> one', 'wow'), 'replay': None}, (0,)),
     ('blift', 'post', (), True): (
         'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image>\nTitle: My cat at sunset\nPosted by: u_bob\nSubreddit: r/pics\nDescribe the media scene by scene.\nASSISTANT: ',
         'Scene 1: a cat in orange light.',
         'Scene 1: a cat in orange light.', (0,)),
+}
+
+
+# The unrounded values behind a rounded answer (Verbalized.exact): what metrics compare against.
+GOLDEN_EXACT = {
+    ('behavior_simulation', 'video', (), False): {'views': 2140000, 'likes_per_view': 2.5},
+    ('blift', 'video', (), False): {'likes_percent': 2.5, 'upvotes': None},
+    ('blift', 'post', (), False): {'likes_percent': None, 'upvotes': 4321},
 }
 
 
@@ -144,6 +152,8 @@ def test_golden(key):
   assert out.prompt == prompt
   assert out.target == target
   assert out.answer == answer
+  assert out.parse(out.target) == answer
+  assert out.exact == ({**answer, **GOLDEN_EXACT[key]} if key in GOLDEN_EXACT else answer)
   assert out.frame_indices == frames
   assert out.template_version == verbalize.VERSIONS[task]
   assert [s.is_target for s in out.segments] == [False, True]
@@ -227,11 +237,13 @@ def test_parsers_read_back_targets():
   assert verbalize.parse_views(out.target) == pytest.approx(2.1e6)
   assert verbalize.parse_likes_per_view(out.target) == pytest.approx(2.5)
   out = verbalize.verbalize(video, "blift", rng=rng, max_images=8, context=context)
-  assert verbalize.parse_blift_replays(out.target) == dict(enumerate(out.answer["replay"]))
+  assert verbalize.parse_blift(out.target)["replay"] == out.answer["replay"]
   out = verbalize.verbalize(tweet, "likes_high_low", rng=rng, max_images=1, context=context)
   assert verbalize.parse_level(out.target) == out.answer == "high"
+  assert [out.parse(text) for _, text in out.options] == ["high", "low"]
   out = verbalize.verbalize(video, "content_simulation_choice", rng=rng, max_images=1, context=context)
   assert verbalize.parse_choice(out.target) == out.answer
+  assert [out.parse(text) for _, text in out.options] == [a for a, _ in out.options] == list(range(1, 26))
   assert verbalize.parse_replays("garbage") == {} and verbalize.parse_level("no idea") is None
 
 

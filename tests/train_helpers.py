@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_pipeline import batch as batch_lib
 from lcbm_jax.model import presets
 from lcbm_jax.training import config as config_lib
 
@@ -29,36 +30,31 @@ def synthetic_batch(config, seed: int) -> dict:
   b, l = config.data.batch_size, config.data.seq_len
   v, n_img = cfg.vision, cfg.num_image_tokens
   rs = np.random.RandomState(seed)
-  ids = rs.randint(4, cfg.text.vocab_size, size=(b, l)).astype(np.int32)
+  full = batch_lib.empty_batch(b, l, cfg.max_images, v.image_size, segments=2)
+  batch = {k: full[k] for k in batch_lib.STEP_KEYS}   # the step's keys (sample_ids stay on the host)
+  ids = batch["input_ids"]
+  ids[:] = rs.randint(4, cfg.text.vocab_size, size=(b, l))
   ids[:, 2:2 + n_img] = cfg.image_token_id
-  segment_ids = np.zeros((b, l), np.int32)
-  positions = np.zeros((b, l), np.int32)
-  targets = np.zeros((b, l), np.int32)
-  loss_mask = np.zeros((b, l), np.float32)
-  task_ids = np.full((b, l), -1, np.int32)
   cut, end = 2 + n_img + 8, l - 4   # segment 1 = [0, cut), segment 2 = [cut, end), then padding
   for seg, (lo, hi) in enumerate(((0, cut), (cut, end)), start=1):
-    segment_ids[:, lo:hi] = seg
-    positions[:, lo:hi] = np.arange(hi - lo)
-    targets[:, lo:hi - 1] = ids[:, lo + 1:hi]
-    loss_mask[:, (lo + hi) // 2:hi - 1] = 1.0
-    task_ids[:, lo:hi] = (np.arange(b)[:, None] + seg) % 2
+    batch["segment_ids"][:, lo:hi] = seg
+    batch["positions"][:, lo:hi] = np.arange(hi - lo)
+    batch["targets"][:, lo:hi - 1] = ids[:, lo + 1:hi]
+    batch["loss_mask"][:, (lo + hi) // 2:hi - 1] = 1.0
+    batch["task_ids"][:, lo:hi] = (np.arange(b)[:, None] + seg) % 2
   ids[:, end:] = 0
-  images = np.zeros((b, cfg.max_images, v.image_size, v.image_size, 3), np.float32)
-  images[:, 0] = rs.randn(b, v.image_size, v.image_size, 3)
-  return {"input_ids": ids, "images": images, "segment_ids": segment_ids, "positions": positions,
-          "targets": targets, "loss_mask": loss_mask, "task_ids": task_ids}
+  batch["images"][:, 0] = rs.randn(b, v.image_size, v.image_size, 3)
+  return batch
 
 
 def built_corpus(root) -> str:
   """A small generated corpus built to ArrayRecord under `root`; returns the data dir."""
   import os
 
-  from data_pipeline import commands
-  from data_pipeline.sources import behavior_world
+  from data_pipeline import commands, world
   counts = {("cbc", "train"): 40, ("cbc", "test"): 8, ("blift", "train"): 4, ("blift", "test"): 2,
             ("tweets", "train"): 80, ("tweets", "test_time"): 16, ("tweets", "test_brand"): 4}
   corpus, data = os.path.join(root, "corpus"), os.path.join(root, "data")
-  behavior_world.generate(corpus, seed=0, progress=False, counts=counts)
+  world.generate(corpus, seed=0, progress=False, counts=counts)
   commands.build_corpus("behavior_world", corpus, data)
   return data

@@ -97,22 +97,14 @@ def _assign(groups: list[str], n: int) -> list[str]:
   return [" ".join(x) for x in out]
 
 
-def _struct(value: Any, field: str) -> dict[str, Any]:
-  if value is None:
-    return {}
-  if not isinstance(value, dict):
-    raise rec.RecordError("wrong_type", f"{field} is {type(value).__name__}, expected a struct")
-  return value
-
-
 def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
   vid = rec.as_text(row.get("video_id"), "video_id", required=True)
-  graphs = _struct(row.get("replay_graphs"), "replay_graphs")
+  graphs = rec.as_mapping(row.get("replay_graphs"), "replay_graphs")
   markers = graphs.get("markers") or []
   if not isinstance(markers, list):
     raise rec.RecordError("wrong_type", "replay_graphs.markers is not a list")
   segments = merge_markers(markers)
-  blip = _struct(row.get("blip2_annotations"), "blip2_annotations")
+  blip = rec.as_mapping(row.get("blip2_annotations"), "blip2_annotations")
   asr, ocr, caps = (_groups(row.get("asr_grouped"), "asr_grouped"), _groups(row.get("ocr"), "ocr"),
                     _groups(blip.get("captions"), "blip2_annotations.captions"))
   objects = _groups(blip.get("objects"), "blip2_annotations.objects")
@@ -121,8 +113,8 @@ def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
   scenes = tuple(rec.Scene(asr=asr[i], ocr=ocr[i], captions=(caps[i],) if caps[i] else (),
                            start=segments[i][0] if segments else 0.0, end=segments[i][1] if segments else 0.0)
                  for i in range(n))
-  meta = _struct(row.get("metadata"), "metadata")
-  chan = _struct(row.get("channel_data"), "channel_data")
+  meta = rec.as_mapping(row.get("metadata"), "metadata")
+  chan = rec.as_mapping(row.get("channel_data"), "channel_data")
   subs = rec.as_count(chan.get("subscribers"), "subscribers")
   media_path = rec.as_text(row.get("media_path"), "media_path")
   return rec.ContentBehaviorRecord(
@@ -142,7 +134,7 @@ def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
 
 def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:
   """Records from a CBC parquet file (or every *.parquet in a folder), read in row batches."""
-  import pyarrow.parquet as pq
+  import pyarrow.parquet as pq   # here: only CBC reads parquet, and pyarrow costs a second to import
   for file in sources.files_in(path, (".parquet",)):
     root = sources.default_media_root(file, media_root)
     name = os.path.basename(file)

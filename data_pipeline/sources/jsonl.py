@@ -74,14 +74,6 @@ def media_refs(value: Any, field: str = "media") -> tuple[rec.MediaRef, ...]:
   return tuple(out)
 
 
-def _obj(value: Any, field: str) -> dict[str, Any]:
-  if value is None:
-    return {}
-  if not isinstance(value, dict):
-    raise rec.RecordError("wrong_type", f"{field} is {type(value).__name__}, expected an object")
-  return value
-
-
 def _number(value: Any, field: str) -> float:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise rec.RecordError("wrong_type", f"{field}={value!r:.40} is not a number")
@@ -91,10 +83,10 @@ def _number(value: Any, field: str) -> float:
 def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
   """Generic schema row -> record; raises RecordError on a bad field."""
   rid = rec.as_text(row.get("record_id"), "record_id", required=True)
-  c = _obj(row.get("content"), "content")
+  c = rec.as_mapping(row.get("content"), "content")
   scenes = []
   for i, s in enumerate(c.get("scenes") or []):
-    s = _obj(s, f"content.scenes[{i}]")
+    s = rec.as_mapping(s, f"content.scenes[{i}]")
     scenes.append(rec.Scene(asr=rec.as_text(s.get("asr"), "asr"), ocr=rec.as_text(s.get("ocr"), "ocr"),
                             captions=rec.as_text_list(s.get("captions"), "captions"),
                             start=_number(s.get("start", 0.0), "start"), end=_number(s.get("end", 0.0), "end")))
@@ -103,11 +95,11 @@ def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
       text=rec.as_text(c.get("text"), "text"), media=media_refs(c.get("media"), "content.media"),
       scenes=tuple(scenes), keywords=rec.as_text_list(c.get("keywords"), "keywords"),
       subreddit=rec.as_text(c.get("subreddit"), "subreddit"))
-  w = _obj(row.get("communicator"), "communicator")
+  w = rec.as_mapping(row.get("communicator"), "communicator")
   followers = rec.as_count(w.get("followers"), "followers")
   who = rec.Communicator(account=rec.as_text(w.get("account"), "account"), brand=rec.as_text(w.get("brand"), "brand"),
                          followers=None if followers is None else int(followers))
-  b = _obj(row.get("behavior"), "behavior")
+  b = rec.as_mapping(row.get("behavior"), "behavior")
   replay = b.get("replay")
   if replay is not None:
     if not isinstance(replay, list):

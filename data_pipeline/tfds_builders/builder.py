@@ -19,6 +19,7 @@ quarantine.json, context.json}`; several sources may share one OUT (the pipeline
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib
 import inspect
 import json
@@ -36,6 +37,7 @@ from data_pipeline import records as records_lib
 from data_pipeline import verbalize
 from lcbm_jax.errors import UserError
 
+INFO_FILE = "dataset_info.json"   # written by TFDS
 QUARANTINE_FILE = "quarantine.json"
 CONTEXT_FILE = "context.json"
 _EXAMPLES_PER_REASON = 5
@@ -168,17 +170,32 @@ def context_from_json(objs: Iterable[Mapping[str, Any]]) -> verbalize.Context:
   return verbalize.Context(like_levels=verbalize.LikeLevels(levels), asr_pool=tuple(sorted(pool)))
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the pipeline and `lcbm data inspect` read from a built corpus's dataset_info.json."""
+  name: str                      # the builder's name (cbc, blift, ...)
+  split_counts: dict[str, int]   # split -> records
+
+
+def read_dataset_info(dataset_dir: str) -> DatasetInfo:
+  """The name and per-split record counts of the built corpus in `dataset_dir` (a version directory)."""
+  with open(os.path.join(dataset_dir, INFO_FILE)) as f:
+    info = json.load(f)
+  counts = {s["name"]: sum(int(n) for n in s.get("shardLengths", [])) for s in info.get("splits", [])}
+  return DatasetInfo(info["name"], counts)
+
+
 def find_datasets(data_dir: str) -> list[str]:
   """Version directories of every built corpus under `data_dir` (or `data_dir` itself if it is one)."""
   data_dir = os.fspath(data_dir)
   if not os.path.isdir(data_dir):
     raise UserError(f"data dir {data_dir} does not exist; build one with `lcbm data build`")
-  if os.path.exists(os.path.join(data_dir, "dataset_info.json")):
+  if os.path.exists(os.path.join(data_dir, INFO_FILE)):
     return [data_dir]
   found = []
   for root, dirs, files in os.walk(data_dir):
     dirs[:] = sorted(d for d in dirs if not d.startswith(("incomplete.", "downloads", ".")))
-    if "dataset_info.json" in files:
+    if INFO_FILE in files:
       found.append(root)
       dirs[:] = []
   if not found:

@@ -8,11 +8,11 @@ which `experiments/main_job.py` does for you):
 `demo.py:small` is the seconds-long variant the tests run (tiny preset, a handful of steps).
 """
 from lcbm_jax.errors import UserError
-from lcbm_jax.training.config import base_config
+from lcbm_jax.training import config as config_lib
 
 
 def get_config(arg=None):
-  c = base_config()
+  c = config_lib.base_config()
   c.seed = 0
   c.model.preset = "demo"
   # Narrower than the preset to buy steps on 2 cores: a 2k vocabulary covers the corpus, 32-pixel
@@ -40,18 +40,9 @@ def get_config(arg=None):
   c.eval.batches = 4
   c.log.every_steps = 10
   if arg == "small":
-    c.model.preset = "tiny"
+    config_lib.cpu_mode(c, num_steps=30, seq_len=512, warmup_steps=3)   # a whole video verbalization fits
     c.model.vocab_size = c.model.hidden_size = c.model.intermediate_size = c.model.image_size = 0
     c.model.num_layers = 0
-    c.data.seq_len = 512        # a whole video verbalization fits
-    c.data.batch_size = 8
-    c.num_steps = 30
-    c.optim.lr = 3e-3
-    c.optim.warmup_steps = 3
-    c.checkpoint.every_steps = 15
-    c.eval.every_steps = 15
-    c.eval.batches = 2
-    c.log.every_steps = 5
   elif arg is not None:
     raise UserError(f"demo.py takes no arg or 'small', got {arg!r}")
   return c

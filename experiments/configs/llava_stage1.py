@@ -8,11 +8,11 @@ Run (a built BLIFT/behavior data dir; weights from `lcbm import-hf` are a later 
 `llava_stage1.py:cpu` is the small CPU mode (tiny preset, 20 steps, 8 simulated devices fine).
 Arg `PRESET` (e.g. `llava_stage1.py:llava-1.5-13b`) picks another model preset.
 """
-from lcbm_jax.training.config import base_config
+from lcbm_jax.training import config as config_lib
 
 
 def get_config(arg=None):
-  c = base_config()
+  c = config_lib.base_config()
   c.model.preset = "llava-1.5-7b" if arg in (None, "cpu") else arg
   c.data.tasks = ("blift", "behavior_simulation", "likes_high_low")
   c.data.weights = (2.0, 1.0, 1.0)
@@ -32,16 +32,5 @@ def get_config(arg=None):
   c.eval.batches = 16
   c.log.every_steps = 10
   if arg == "cpu":
-    c.model.preset = "tiny"
-    c.data.seq_len = 256
-    c.data.batch_size = 8
-    c.data.workers = 0
-    c.mesh.fsdp = 1
-    c.num_steps = 20
-    c.optim.lr = 3e-3
-    c.optim.warmup_steps = 2
-    c.checkpoint.every_steps = 10
-    c.eval.every_steps = 10
-    c.eval.batches = 2
-    c.log.every_steps = 5
+    config_lib.cpu_mode(c, num_steps=20, seq_len=256, warmup_steps=2)
   return c

@@ -1,12 +1,13 @@
-"""Behavior-simulation metrics, parsers from generated text back to numbers, and training-split baselines.
+"""Behavior-simulation metrics and training-split baselines.
 
 Metrics follow PAPERS.md (LCBM): replay RMSE on the 0-100 scale and accuracy = share of scenes
 with absolute error <= 5; views and likes/views RMSE, R2 and accuracy within 10%; high/low (and
-low/medium/high) like-level accuracy. Everything here is plain numpy so the metrics can be pinned
-on hand-computed values without a model.
+low/medium/high) like-level accuracy. Everything here is plain numpy (scipy for the bootstrap), so
+the metrics can be pinned on hand-computed values without a model.
 
-A model's generation can be anything. Parsers therefore never raise: a value they cannot read
-comes back as NaN (numbers) or None (labels). Accuracy metrics count such a prediction as wrong;
+A model's generation can be anything; the parsers next to the templates (data_pipeline.verbalize)
+never raise, and a value they cannot read reaches the metrics as NaN (numbers) or None (labels).
+Accuracy metrics count such a prediction as wrong;
 RMSE/R2 replace it by a fallback (the caller passes the training-split baseline prediction, so a
 model that emits garbage scores like the baseline there, never better) and every metric dict
 reports how many predictions were unparseable.
@@ -15,146 +16,12 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 LIKE_LEVELS = ("low", "medium", "high")
-
-# --------------------------------------------------------------------------------------------
-# Parsers: generated text -> numbers. Each is robust to garbage (returns NaN / None / {}).
-# --------------------------------------------------------------------------------------------
-
-_NUM = r"[-+]?\d+(?:\.\d+)?"
-# LCBM target "Scene 2: {Replay: 60%}" (the braces and the % are optional in what a model writes).
-_LCBM_SCENE_RE = re.compile(r"scene\s*(\d+)\s*:?\s*\{?\s*replays?\s*:?\s*(" + _NUM + r")", re.I)
-# BLIFT target "Scene 3: 0.06" (a bare number right after the scene label).
-_BLIFT_SCENE_RE = re.compile(r"scene\s*(\d+)\s*:\s*(" + _NUM + r")(?![\d.])", re.I)
-_VIEWS_RE = re.compile(r"views\s*:?\s*(" + _NUM + r")\s*([a-z]*)", re.I)
-_LPV_RE = re.compile(r"likes[\s-]*per[\s-]*views?\s*:?\s*(" + _NUM + r")\s*%?", re.I)
-_BLIFT_LIKED_RE = re.compile(r"liked\s+by\s+(" + _NUM + r")\s*%", re.I)
-_UPVOTES_RE = re.compile(r"receive\s+(" + _NUM + r"\s*[a-z]*)\s+upvotes", re.I)
-_LEVEL_RE = re.compile(r"\b(low|medium|high)\b", re.I)
-
-_SCALE_WORDS = {
-    "": 1.0, "k": 1e3, "thousand": 1e3, "thousands": 1e3,
-    "m": 1e6, "mn": 1e6, "million": 1e6, "millions": 1e6,
-    "b": 1e9, "bn": 1e9, "billion": 1e9, "billions": 1e9,
-}
-
-
-def parse_views(text: str) -> float:
-  """"2.1 Million" -> 2.1e6, "346 thousand" -> 3.46e5, "950" -> 950; NaN if unreadable.
-
-  Accepts the bare number-in-words as written by the template or a "Views: ..." field anywhere in
-  a longer generation.
-  """
-  if not isinstance(text, str):
-    return math.nan
-  m = _VIEWS_RE.search(text) or re.match(r"\s*(" + _NUM + r")\s*([a-z]*)", text, re.I)
-  if not m:
-    return math.nan
-  scale = _SCALE_WORDS.get(m.group(2).lower())
-  if scale is None:
-    return math.nan
-  try:
-    value = float(m.group(1)) * scale
-  except ValueError:
-    return math.nan
-  return value if math.isfinite(value) and value >= 0 else math.nan
-
-
-def parse_likes_per_view(text: str) -> float:
-  """"Likes-per-View: 2.5%" -> 2.5 (percent); NaN if absent or malformed."""
-  m = _LPV_RE.search(text) if isinstance(text, str) else None
-  if not m:
-    return math.nan
-  value = float(m.group(1))
-  return value if 0 <= value <= 100 else math.nan
-
-
-def parse_lcbm_replays(text: str) -> dict[int, float]:
-  """"Scene 2: {Replay: 60%}, Scene 3: {Replay: 41%}" -> {1: 60.0, 2: 41.0} (0-based scene index,
-  as in `Verbalized.answer`).
-
-  Values outside 0-100 are dropped (they count as unparseable for that scene); the first value
-  for a scene wins when a generation repeats it.
-  """
-  out: dict[int, float] = {}
-  if not isinstance(text, str):
-    return out
-  for m in _LCBM_SCENE_RE.finditer(text):
-    scene, value = int(m.group(1)) - 1, float(m.group(2))
-    if 0 <= value <= 100 and scene not in out:
-      out[scene] = value
-  return out
-
-
-def parse_blift_replays(text: str) -> dict[int, float]:
-  """BLIFT "Replays: Scene 1: 0.06, Scene 2: 0.40" -> {0: 0.06, 1: 0.4} (0-based scene, decimals 0-1)."""
-  out: dict[int, float] = {}
-  if not isinstance(text, str):
-    return out
-  # Only the behavior part carries replay values; scene descriptions before it also start with
-  # "Scene i:" (and may start with a number).
-  for marker in ("Replays:", ">>> BEHAVIOR <<<"):
-    if marker in text:
-      text = text.split(marker, 1)[1]
-      break
-  for m in _BLIFT_SCENE_RE.finditer(text):
-    scene, value = int(m.group(1)) - 1, float(m.group(2))
-    if 0 <= value <= 1 and scene not in out:
-      out[scene] = value
-  return out
-
-
-def parse_blift_liked(text: str) -> float:
-  """"The video will be liked by 2.0% of viewers" -> 2.0 (percent); NaN if absent."""
-  m = _BLIFT_LIKED_RE.search(text) if isinstance(text, str) else None
-  if not m:
-    return math.nan
-  value = float(m.group(1))
-  return value if 0 <= value <= 100 else math.nan
-
-
-def parse_blift_upvotes(text: str) -> float:
-  """"The post will receive 2.1 Million upvotes." -> 2.1e6; NaN if absent."""
-  m = _UPVOTES_RE.search(text) if isinstance(text, str) else None
-  return parse_views(m.group(1)) if m else math.nan
-
-
-def parse_like_level(text: str, levels: Sequence[str] = ("low", "high")) -> str | None:
-  """First like-level word among `levels` in the text ("This tweet has low likes." -> "low")."""
-  if not isinstance(text, str):
-    return None
-  for m in _LEVEL_RE.finditer(text):
-    word = m.group(1).lower()
-    if word in levels:
-      return word
-  return None
-
-
-def parse_scene_number(text: str) -> int | None:
-  """"Scene 3 is the most replayed ..." -> 3 (the first scene number in the text), else None."""
-  m = re.search(r"scene\s*(\d+)", text, re.I) if isinstance(text, str) else None
-  return int(m.group(1)) if m else None
-
-
-def parse_sentiment(text: str) -> str | None:
-  """"Positive, because people wrote ..." -> "positive" (first sentiment word), else None."""
-  m = re.search(r"\b(positive|negative|neutral)\b", text, re.I) if isinstance(text, str) else None
-  return m.group(1).lower() if m else None
-
-
-def parse_lcbm_target(text: str) -> dict:
-  """Everything an LCBM behavior-simulation target can hold: replays by scene, views, likes/views."""
-  return {
-      "replay": parse_lcbm_replays(text),
-      "views": parse_views(text) if isinstance(text, str) and re.search(r"views\s*:", text, re.I) else math.nan,
-      "likes_per_view": parse_likes_per_view(text),
-  }
-
 
 # --------------------------------------------------------------------------------------------
 # Metrics.
@@ -250,9 +117,9 @@ def replay_paired_bootstrap(pred_scenes: Sequence[Sequence[float]], base_scenes:
                             true_scenes: Sequence[Sequence[float]], rng: np.random.Generator, *,
                             n_boot: int = 2000, level: float = 0.95, tol: float = 5.0) -> dict:
   """Confidence intervals of (model - baseline) replay RMSE and |err|<=tol accuracy, resampling
-  *videos* with replacement (paired: each resample scores both on the same videos, so the
-  video-to-video spread they share cancels). Unparseable model scenes count as in
-  `replay_metrics` (baseline value for RMSE, wrong for accuracy).
+  *videos* with replacement (scipy.stats.bootstrap, paired, percentile: each resample scores both
+  on the same videos, so the video-to-video spread they share cancels). Unparseable model scenes
+  count as in `replay_metrics` (baseline value for RMSE, wrong for accuracy).
   Returns {"rmse": (low, high), "acc_within_5": (low, high), "videos": V}."""
   base = [_as_array(b) for b in base_scenes]
   pred = [_fill(_as_array(p), b) for p, b in zip(pred_scenes, base)]
@@ -263,12 +130,22 @@ def replay_paired_bootstrap(pred_scenes: Sequence[Sequence[float]], base_scenes:
   v = len(per_video)
   if v == 0:
     return {"rmse": (math.nan, math.nan), "acc_within_5": (math.nan, math.nan), "videos": 0}
-  sums = per_video[rng.integers(0, v, (n_boot, v))].sum(axis=1)   # [n_boot, 5]
-  d_rmse = np.sqrt(sums[:, 0] / sums[:, 4]) - np.sqrt(sums[:, 1] / sums[:, 4])
-  d_acc = (sums[:, 2] - sums[:, 3]) / sums[:, 4]
-  q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
-  return {"rmse": tuple(float(x) for x in np.percentile(d_rmse, q)),
-          "acc_within_5": tuple(float(x) for x in np.percentile(d_acc, q)), "videos": v}
+
+  def differences(sse_model, sse_base, hits_model, hits_base, scenes, axis=-1):
+    """(model - baseline) RMSE and accuracy pooled over the videos along `axis`: [2, ...]."""
+    sse_model, sse_base, hits_model, hits_base, scenes = (
+        x.sum(axis) for x in (sse_model, sse_base, hits_model, hits_base, scenes))
+    return np.stack([np.sqrt(sse_model / scenes) - np.sqrt(sse_base / scenes), (hits_model - hits_base) / scenes])
+
+  if v == 1:   # scipy needs two observations; every resample of one video is that video
+    low = high = differences(*per_video.T)
+  else:
+    # One call for both statistics: they share the resampled videos, and `rng` gives one [n_boot, V]
+    # draw of video indices, as before scipy, so what the caller draws from it next is unchanged.
+    ci = stats.bootstrap(tuple(per_video.T), differences, paired=True, vectorized=True, n_resamples=n_boot,
+                         confidence_level=level, method="percentile", rng=rng).confidence_interval
+    low, high = ci.low, ci.high
+  return {"rmse": (float(low[0]), float(high[0])), "acc_within_5": (float(low[1]), float(high[1])), "videos": v}
 
 
 def accuracy(pred_labels: Sequence, true_labels: Sequence) -> dict:

@@ -2,34 +2,32 @@
 
 - Multiple choice (LCBM's 25-way masked-ASR task): score every option's log-likelihood as the
   continuation of the prompt and pick the best.
-- Tweet generation: corpus BLEU-1..4 and ROUGE-L F1, implemented here (no extra dependency) and
-  checked in tests against nltk and rouge-score.
+- Tweet generation: corpus BLEU-1..4 (nltk, no smoothing) and mean ROUGE-L F1 (rouge-score), both
+  on rouge-score's tokens.
 - Zero-shot understanding (Behavior-LLaVA): score each label word as a continuation and take the
   argmax (top-1 accuracy); memorability scores the 100 two-digit labels "00".."99", takes the
-  expected value under their renormalised probabilities and reports Spearman correlation.
+  expected value under their renormalised probabilities and reports Spearman correlation (scipy).
 
-Model access goes through a `score_fn(prompts, continuations, images) -> float[N]` callable that
-returns summed continuation log-likelihoods (run.py wraps `lcbm_jax.inference.score`), so every
-function here can be tested with a hand-written scorer.
+Everything here takes scores or texts, never a model (content_tasks.py runs the model), so each
+metric is pinned on hand-computed values.
 """
 from __future__ import annotations
 
-import collections
 import math
-import re
-from typing import Callable, Sequence
+import warnings
+from typing import Sequence
 
 import numpy as np
-
-# (prompt token ids, continuation token ids, images of the prompt) per item -> summed log p.
-ScoreFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]], Sequence], np.ndarray]
+import scipy.stats
+from nltk.translate import bleu_score
+from rouge_score import rouge_scorer, tokenizers
 
 MEMORABILITY_LABELS = tuple(f"{i:02d}" for i in range(100))
 
 
-def tokenize(text: str) -> list[str]:
-  """Lower-case alphanumeric words: the tokenization of rouge-score, used for BLEU as well."""
-  return re.sub(r"[^a-z0-9]+", " ", str(text).lower()).split()
+# rouge-score's tokens (lower-cased runs of a-z0-9, no stemming), for BLEU as well as ROUGE-L.
+_TOKENIZER = tokenizers.DefaultTokenizer(use_stemmer=False)
+_ROUGE_L = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_TOKENIZER)
 
 
 # --------------------------------------------------------------------------------------------
@@ -37,66 +35,34 @@ def tokenize(text: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> collections.Counter:
-  return collections.Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-
-
 def bleu(hypotheses: Sequence[str], references: Sequence[str], max_n: int = 4) -> dict[str, float]:
-  """Corpus BLEU-1..max_n (cumulative, uniform weights, brevity penalty), one reference each.
+  """Corpus BLEU-1..max_n (nltk `corpus_bleu`: cumulative, uniform weights, brevity penalty, no
+  smoothing), one reference each.
 
-  Matches nltk's `corpus_bleu` without smoothing, including its convention that a hypothesis
-  shorter than n contributes a denominator of 1 to the n-gram precision, and that BLEU-n is 0 when
-  any of its n-gram precisions has no match.
+  nltk's conventions: a hypothesis shorter than n adds a denominator of 1 to the n-gram precision;
+  no unigram match gives 0; an n-gram order with no match enters the geometric mean as
+  sys.float_info.min, so such a BLEU-n is below 1e-70 rather than exactly 0.
   """
   if len(hypotheses) != len(references):
     raise ValueError(f"bleu: {len(hypotheses)} hypotheses vs {len(references)} references")
-  matches, totals = [0] * max_n, [0] * max_n
-  hyp_len = ref_len = 0
-  for hyp, ref in zip(hypotheses, references):
-    h, r = tokenize(hyp), tokenize(ref)
-    hyp_len += len(h)
-    ref_len += len(r)
-    for n in range(1, max_n + 1):
-      h_counts, r_counts = _ngrams(h, n), _ngrams(r, n)
-      matches[n - 1] += sum(min(c, r_counts[g]) for g, c in h_counts.items())
-      totals[n - 1] += max(1, sum(h_counts.values()))
-  if hyp_len == 0:
-    bp = 0.0
-  else:
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-  out = {}
-  for n in range(1, max_n + 1):
-    if any(m == 0 for m in matches[:n]):
-      out[f"bleu{n}"] = 0.0
-    else:
-      log_p = sum(math.log(matches[k] / totals[k]) for k in range(n)) / n
-      out[f"bleu{n}"] = bp * math.exp(log_p)
-  return out
-
-
-def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-  prev = [0] * (len(b) + 1)
-  for x in a:
-    cur = [0]
-    for j, y in enumerate(b):
-      cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-    prev = cur
-  return prev[-1]
+  if not hypotheses:   # nltk divides 0 by 0 here; an empty corpus has no hypothesis length: BP = 0
+    return {f"bleu{n}": 0.0 for n in range(1, max_n + 1)}
+  hyps = [_TOKENIZER.tokenize(h) for h in hypotheses]
+  refs = [[_TOKENIZER.tokenize(r)] for r in references]
+  weights = [(1 / n,) * n for n in range(1, max_n + 1)]
+  with warnings.catch_warnings():
+    # nltk warns on every call with an n-gram order without match; the score already says so.
+    warnings.filterwarnings("ignore", message=r"\nThe hypothesis contains 0 counts", category=UserWarning)
+    scores = bleu_score.corpus_bleu(refs, hyps, weights=weights)
+  # nltk returns a bare number, not a list, for a single weight tuple (max_n = 1).
+  return {f"bleu{n}": float(x) for n, x in enumerate(np.atleast_1d(scores), start=1)}
 
 
 def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-  """Mean sentence-level ROUGE-L F1 (LCS precision/recall, beta = 1), as rouge-score computes it."""
+  """Mean sentence-level ROUGE-L F1 (rouge-score; LCS precision/recall, beta = 1)."""
   if len(hypotheses) != len(references):
     raise ValueError(f"rouge_l: {len(hypotheses)} hypotheses vs {len(references)} references")
-  scores = []
-  for hyp, ref in zip(hypotheses, references):
-    h, r = tokenize(hyp), tokenize(ref)
-    lcs = _lcs_length(h, r)
-    if not h or not r or lcs == 0:
-      scores.append(0.0)
-      continue
-    p, rec = lcs / len(h), lcs / len(r)
-    scores.append(2 * p * rec / (p + rec))
+  scores = [_ROUGE_L.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hypotheses, references)]
   return float(np.mean(scores)) if scores else math.nan
 
 
@@ -107,26 +73,6 @@ def generation_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> 
 # --------------------------------------------------------------------------------------------
 # Scoring-based tasks.
 # --------------------------------------------------------------------------------------------
-
-
-def option_scores(score_fn: ScoreFn, prompts: Sequence[Sequence[int]], options: Sequence[Sequence[Sequence[int]]],
-                  images: Sequence, *, length_normalize: bool = False) -> list[np.ndarray]:
-  """Log-likelihood of every option of every example: returns one float[K_i] per example.
-
-  All (prompt, option) pairs go to `score_fn` in one call so the caller can batch them.
-  `length_normalize` divides by the option's token count (for options of very different length).
-  """
-  flat_p, flat_c, flat_i, sizes = [], [], [], []
-  for prompt, opts, imgs in zip(prompts, options, images):
-    sizes.append(len(opts))
-    for opt in opts:
-      flat_p.append(prompt)
-      flat_c.append(opt)
-      flat_i.append(imgs)
-  scores = np.asarray(score_fn(flat_p, flat_c, flat_i), dtype=np.float64) if flat_p else np.zeros(0)
-  if length_normalize:
-    scores = scores / np.maximum(1, np.asarray([len(c) for c in flat_c]))
-  return np.split(scores, np.cumsum(sizes)[:-1]) if sizes else []
 
 
 def choice_accuracy(scores: Sequence[np.ndarray], correct: Sequence[int]) -> dict:
@@ -153,27 +99,14 @@ def label_accuracy(scores: Sequence[np.ndarray], labels: Sequence[str], true: Se
   }
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-  """Ranks 1..n, ties get their average rank."""
-  order = np.argsort(x, kind="stable")
-  ranks = np.empty(len(x), dtype=np.float64)
-  ranks[order] = np.arange(1, len(x) + 1)
-  for value in np.unique(x):
-    tied = x == value
-    if tied.sum() > 1:
-      ranks[tied] = ranks[tied].mean()
-  return ranks
-
-
 def spearman(a, b) -> float:
-  """Spearman rank correlation (Pearson on average ranks); NaN if either side is constant."""
+  """Spearman rank correlation (scipy; ties get their average rank); NaN for fewer than 2 items,
+  mismatched lengths, or a constant side."""
   a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-  if a.shape != b.shape or a.size < 2:
+  # Checked here rather than left to scipy, which would warn (ConstantInputWarning) on every call.
+  if a.shape != b.shape or a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
     return math.nan
-  ra, rb = _rank(a), _rank(b)
-  ra, rb = ra - ra.mean(), rb - rb.mean()
-  denom = math.sqrt(float((ra ** 2).sum() * (rb ** 2).sum()))
-  return float((ra * rb).sum() / denom) if denom else math.nan
+  return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 def expected_label_value(scores: np.ndarray, values: Sequence[float]) -> float:

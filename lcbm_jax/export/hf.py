@@ -19,12 +19,14 @@ import os
 import re
 from typing import Any
 
+import jax
 import ml_dtypes
 import numpy as np
 import safetensors.numpy
 
+from data_pipeline import tokenizer as tokenizer_lib
 from lcbm_jax.errors import UserError
-from lcbm_jax.model import presets
+from lcbm_jax.model import lcbm, presets
 
 # Transforms between HF layout (torch Linear weight [out, in]) and ours (kernel [in, ..., out]).
 #   same:       identical layout
@@ -283,8 +285,6 @@ def config_to_hf(cfg: presets.LCBMConfig, dtype: str) -> dict[str, Any]:
 
 def _param_shapes(cfg: presets.LCBMConfig) -> dict[str, tuple[int, ...]]:
   """Our path -> shape, from the model's own init (abstractly; nothing is allocated)."""
-  import jax   # deferred: reading configs and files needs no jax
-  from lcbm_jax.model import lcbm
   abstract = lcbm.abstract_params(cfg)
   return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
           for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]}
@@ -365,104 +365,6 @@ def params_to_hf(params: dict, dtype: str | None = None) -> dict[str, np.ndarray
 # ---------------------------------------------------------------- tokenizer and processor files
 
 
-def _sp_proto(model_bytes: bytes):
-  from sentencepiece import sentencepiece_model_pb2
-  proto = sentencepiece_model_pb2.ModelProto()
-  proto.ParseFromString(model_bytes)
-  return proto
-
-
-def _tokenizer_json(proto) -> dict[str, Any]:
-  """tokenizer.json that reproduces SentencePiece's encoding.
-
-  transformers' own LlamaTokenizer differs from SentencePiece around user-defined symbols such as
-  `<image>` (no dummy prefix before a leading `<image>`, one after each) and leading spaces, so we
-  describe the model directly: SentencePiece's dummy prefix as a normalizer, no pre-tokenizer, and
-  the user-defined symbols as *normalized* added tokens, cut out after the dummy prefix as
-  SentencePiece does. The prefix regex skips a text that is exactly one such symbol, because
-  tokenizers normalizes the symbols themselves with the same normalizer; the one difference left is
-  that a text consisting of only `<image>` encodes without SentencePiece's leading `▁` piece.
-  """
-  piece_cls = type(proto.pieces[0])
-  ns, ts = proto.normalizer_spec, proto.trainer_spec
-  if ns.name not in ("identity", "") and ns.precompiled_charsmap:
-    raise UserError(f"tokenizer normalization {ns.name!r} cannot be exported exactly; train it with "
-                    "normalization_rule_name='identity' (as LLaMA does)")
-  if ns.remove_extra_whitespaces:
-    raise UserError("tokenizer removes extra whitespace, which Hugging Face tokenizers cannot reproduce; "
-                    "train it with remove_extra_whitespaces=False (as LLaMA does)")
-  pieces = [(p.piece, p.score, p.type) for p in proto.pieces]
-  vocab = {piece: i for i, (piece, _, _) in enumerate(pieces)}
-  added, user = [], []
-  for i, (piece, _, typ) in enumerate(pieces):
-    if typ in (piece_cls.CONTROL, piece_cls.UNKNOWN, piece_cls.USER_DEFINED):
-      added.append({"id": i, "content": piece, "single_word": False, "lstrip": False, "rstrip": False,
-                    "normalized": typ == piece_cls.USER_DEFINED, "special": True})
-    if typ == piece_cls.USER_DEFINED:
-      user.append(re.escape(piece))
-  normalizers = [{"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]
-  if ns.add_dummy_prefix:
-    prefix = r"\A(?!(?:" + "|".join(user) + r")\z)" if user else r"\A"
-    normalizers.insert(0, {"type": "Replace", "pattern": {"Regex": prefix}, "content": "\u2581"})
-  decoders = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
-              {"type": "ByteFallback"}, {"type": "Fuse"}]
-  if ns.add_dummy_prefix:
-    decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
-  unk = pieces[ts.unk_id][0]
-  if ts.model_type == 2:   # BPE: merges in SentencePiece's priority order (higher score first)
-    normal = {piece for piece, _, typ in pieces if typ == piece_cls.NORMAL}
-    merges = []
-    for _, (piece, _, typ) in sorted(enumerate(pieces), key=lambda x: (-x[1][1], x[0])):
-      if typ != piece_cls.NORMAL:
-        continue
-      local = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in normal and piece[k:] in normal]
-      merges.extend(sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]])))
-    model = {"type": "BPE", "dropout": None, "unk_token": unk, "continuing_subword_prefix": None,
-             "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": bool(ts.byte_fallback),
-             "ignore_merges": False, "vocab": vocab, "merges": [list(m) for m in merges]}
-  elif ts.model_type == 1:   # unigram
-    model = {"type": "Unigram", "unk_id": ts.unk_id, "vocab": [[piece, score] for piece, score, _ in pieces],
-             "byte_fallback": bool(ts.byte_fallback)}
-  else:
-    raise UserError(f"SentencePiece model type {ts.model_type} cannot be exported; use bpe or unigram")
-  post = None
-  if ts.bos_id >= 0:   # add_special_tokens=True prepends <s>, as LLaVA's Llama tokenizer does
-    bos = pieces[ts.bos_id][0]
-    special = {"SpecialToken": {"id": bos, "type_id": 0}}
-    post = {"type": "TemplateProcessing",
-            "single": [special, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [special, {"Sequence": {"id": "A", "type_id": 0}}, special, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {bos: {"id": bos, "ids": [ts.bos_id], "tokens": [bos]}}}
-  return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
-          "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": None,
-          "post_processor": post, "decoder": {"type": "Sequence", "decoders": decoders}, "model": model}
-
-
-def _write_tokenizer(out_dir: str, model_bytes: bytes, image_token: str) -> dict[str, int]:
-  """tokenizer.model + tokenizer.json + tokenizer_config.json; returns the special ids."""
-  proto = _sp_proto(model_bytes)
-  ts = proto.trainer_spec
-  with open(os.path.join(out_dir, "tokenizer.model"), "wb") as f:
-    f.write(model_bytes)
-  with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
-    json.dump(_tokenizer_json(proto), f, ensure_ascii=False)
-
-  def piece(i):
-    return proto.pieces[i].piece if 0 <= i < len(proto.pieces) else None
-
-  ids = {"bos_token_id": ts.bos_id, "eos_token_id": ts.eos_id, "pad_token_id": ts.pad_id}
-  tok_cfg = {
-      # The generic fast tokenizer loads tokenizer.json as written (LlamaTokenizer would rebuild it).
-      "tokenizer_class": "PreTrainedTokenizerFast",
-      "bos_token": piece(ts.bos_id), "eos_token": piece(ts.eos_id), "unk_token": piece(ts.unk_id),
-      "pad_token": piece(ts.pad_id), "image_token": image_token, "model_max_length": 1 << 30,
-      "clean_up_tokenization_spaces": False, "processor_class": "LlavaProcessor",
-  }
-  with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
-    json.dump({k: v for k, v in tok_cfg.items() if v is not None}, f, indent=2, ensure_ascii=False)
-  return {k: v for k, v in ids.items() if v >= 0}
-
-
 def image_processor_config(cfg: presets.LCBMConfig) -> dict[str, Any]:
   """CLIPImageProcessor settings that produce exactly our images (shortest edge, center crop)."""
   s = cfg.vision.image_size
@@ -535,9 +437,6 @@ def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0) -> tuple[pr
   `data_pipeline.tokenizer.Tokenizer`); the embeddings grow to hold it, rounded up to a multiple of
   64 as in LLaVA-1.5. Without a tokenizer.model in `llm_dir` the last id stands for the image.
   """
-  import jax
-  from data_pipeline.tokenizer import Tokenizer
-  from lcbm_jax.model import lcbm
   for d in (vision_dir, llm_dir):
     if not os.path.isdir(d):
       raise UserError(f"{d} is not a directory; pass Hugging Face CLIP and Llama directories")
@@ -553,7 +452,7 @@ def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0) -> tuple[pr
   params = params_from_hf(cfg, tensors, allow_missing=("projector/",))
   tokenizer_file = _tokenizer_file(llm_dir)
   if tokenizer_file is not None:
-    tok = Tokenizer.load(tokenizer_file)
+    tok = tokenizer_lib.Tokenizer.load(tokenizer_file)
     if tok.vocab_size > text.vocab_size:
       vocab = -(-tok.vocab_size // 64) * 64
       params = _grow_vocab(params, vocab)
@@ -583,7 +482,7 @@ def save_llava(out_dir: str, cfg: presets.LCBMConfig, params: dict, tokenizer=No
     else:
       with open(tokenizer, "rb") as f:
         model_bytes = f.read()
-    gen = _write_tokenizer(out_dir, model_bytes, image_token)
+    gen = tokenizer_lib.write_hf_tokenizer(out_dir, model_bytes, image_token)
     _write_processor(out_dir, cfg, image_token)
     config["text_config"].update(gen)
   _write_tensors(out_dir, tensors)

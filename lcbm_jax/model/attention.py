@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from flax import linen as nn
 from jax.ad_checkpoint import checkpoint_name
+
+from lcbm_jax import axes
 
 # Large negative instead of -inf: a row with nothing to attend (padding) gets a harmless uniform
 # softmax rather than NaNs that would leak into gradients.
@@ -38,8 +41,7 @@ def constrain(x, names: tuple[str | None, ...]):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return x
-  from lcbm_jax import sharding   # sharding.py imports the model; import late to avoid the cycle
-  return jax.lax.with_sharding_constraint(x, sharding.logical_to_spec(names, x.shape, mesh))
+  return jax.lax.with_sharding_constraint(x, axes.logical_to_spec(names, x.shape, mesh))
 
 
 def remat_policy(name: str):
@@ -79,29 +81,23 @@ def apply_rope(x_BTHd, positions_BT, theta: float):
 
 def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
   """Grouped-query attention; query head h reads kv head h // G (HF `repeat_kv` order)."""
-  b, t, h, d = q_BTHd.shape
-  kv = k_BSKd.shape[2]
-  q_BTKGd = q_BTHd.reshape(b, t, kv, h // kv, d)
+  d = q_BTHd.shape[-1]
+  q_BTKGd = rearrange(q_BTHd, "b t (k g) d -> b t k g d", k=k_BSKd.shape[2])
   scores_BKGTS = jnp.einsum("btkgd,bskd->bkgts", q_BTKGd, k_BSKd,
                             preferred_element_type=jnp.float32) * (d ** -0.5)
   if mask_BTS is not None:
     scores_BKGTS = jnp.where(mask_BTS[:, None, None, :, :], scores_BKGTS, _MASKED)
   probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKd.dtype)
   out_BTKGd = jnp.einsum("bkgts,bskd->btkgd", probs_BKGTS, v_BSKd)
-  return out_BTKGd.reshape(b, t, h, d)
+  return rearrange(out_BTKGd, "b t k g d -> b t (k g) d")
 
 
-# Query rows per block of `causal_attention`. On 2 CPU cores a 512-token row spends about half of
-# a demo training step in the float32 softmax; skipping the all-masked upper blocks saves ~3/8 of it.
-CAUSAL_BLOCK = 128
-
-
-def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int | None = None):
+def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int):
   """`dot_product_attention` for a mask that is causal in slot order (key slot > query slot is
   always masked): query block i reads keys [0, (i + 1) * block) only. Rows with at least one
   visible key get the same result (the skipped keys have zero weight); fully masked rows
-  (padding) may differ, and nothing reads them. block None = CAUSAL_BLOCK at trace time; 0 = off."""
-  block = CAUSAL_BLOCK if block is None else block
+  (padding) may differ, and nothing reads them. block 0 = full attention (as does a length that
+  `block` does not divide). The model takes `block` from `TextConfig.attention_block`."""
   t = q_BTHd.shape[1]
   if block <= 0 or t <= block or t % block:
     return dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT)
@@ -119,6 +115,7 @@ class Attention(nn.Module):
   use_bias: bool
   rope_theta: float | None = None   # None = no rotary embedding (CLIP)
   causal: bool = False              # callers' masks are causal in slot order (the Llama decoder)
+  causal_block: int = 0             # query rows per block of causal_attention (0 = full attention)
   kv_axis: str = "kv_heads"         # logical name of the key/value head axis
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
@@ -153,7 +150,7 @@ class Attention(nn.Module):
     else:
       k_BSKd, v_BSKd, new_cache = k_BTKd, v_BTKd, None
     if self.causal and cache is None and mask_BTS is not None:
-      out_BTHd = causal_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS)
+      out_BTHd = causal_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS, self.causal_block)
     else:
       out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
     out_BTHd = checkpoint_name(out_BTHd, "attn_out")

@@ -57,8 +57,8 @@ class DecoderBlock(nn.Module):
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="input_layernorm")(x_BTD)
     h_BTD, new_cache = attention.Attention(
         num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
-        use_bias=False, rope_theta=c.rope_theta, causal=True, dtype=self.dtype, param_dtype=self.param_dtype,
-        name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index)
+        use_bias=False, rope_theta=c.rope_theta, causal=True, causal_block=c.attention_block, dtype=self.dtype,
+        param_dtype=self.param_dtype, name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index)
     x_BTD = x_BTD + h_BTD
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="post_attention_layernorm")(x_BTD)
     x_BTD = x_BTD + MLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from flax import linen as nn
 
 from lcbm_jax.model import attention
@@ -76,7 +77,7 @@ class VisionTower(nn.Module):
         param_dtype=self.param_dtype, name="patch_embed",
         kernel_init=attention.dense_init((None, None, None, "embed")))(images_NHW3.astype(self.dtype))
     n = patches_NhwD.shape[0]
-    patches_NPD = patches_NhwD.reshape(n, -1, c.hidden_size)
+    patches_NPD = rearrange(patches_NhwD, "n h w d -> n (h w) d")   # row-major patches, as HF flattens
     cls_D = self.param("class_embedding", attention.dense_init(("embed",)), (c.hidden_size,), self.param_dtype)
     pos_TD = self.param("position_embedding", attention.dense_init((None, "embed")),
                         (c.num_patches + 1, c.hidden_size), self.param_dtype)

@@ -9,12 +9,12 @@ on CPU the MFU says how close the step gets to what this machine's matmuls can d
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
 import jax
 import numpy as np
 
+from data_pipeline import batch as batch_lib
 from lcbm_jax import sharding
 from lcbm_jax.model import presets
 from lcbm_jax.training import config as config_lib
@@ -23,31 +23,38 @@ from lcbm_jax.training import train
 
 
 def synthetic_batch(model_cfg, batch_size: int, seq_len: int, seed: int) -> dict:
-  """One segment per row with one image up front; every text token is a target."""
+  """The step's keys of a batch (`data_pipeline.batch`): one segment per row with one image up front;
+  every text token is a target."""
   rs = np.random.RandomState(seed)
   v, n = model_cfg.vision, model_cfg.num_image_tokens
-  ids = rs.randint(4, model_cfg.text.vocab_size, size=(batch_size, seq_len)).astype(np.int32)
+  full = batch_lib.empty_batch(batch_size, seq_len, model_cfg.max_images, v.image_size, 1)
+  batch = {k: full[k] for k in batch_lib.STEP_KEYS}
+  ids = batch["input_ids"]
+  ids[:] = rs.randint(4, model_cfg.text.vocab_size, size=(batch_size, seq_len))
   n_img = min(n, seq_len // 2) if model_cfg.max_images else 0
   ids[:, 1:1 + n_img] = model_cfg.image_token_id
-  targets = np.roll(ids, -1, axis=1)
-  loss_mask = np.ones((batch_size, seq_len), np.float32)
-  loss_mask[:, :1 + n_img] = 0.0
-  loss_mask[:, -1] = 0.0
-  images = np.zeros((batch_size, model_cfg.max_images, v.image_size, v.image_size, 3), np.float32)
+  batch["targets"][:] = np.roll(ids, -1, axis=1)
+  batch["loss_mask"][:, 1 + n_img:-1] = 1.0
   if model_cfg.max_images:
-    images[:, 0] = rs.randn(batch_size, v.image_size, v.image_size, 3)
-  return {"input_ids": ids, "images": images, "segment_ids": np.ones_like(ids),
-          "positions": np.tile(np.arange(seq_len, dtype=np.int32), (batch_size, 1)), "targets": targets,
-          "loss_mask": loss_mask, "task_ids": np.zeros_like(ids)}
+    batch["images"][:, 0] = rs.randn(batch_size, v.image_size, v.image_size, 3)
+  batch["segment_ids"][:] = 1
+  batch["positions"][:] = np.arange(seq_len)
+  batch["task_ids"][:] = 0
+  return batch
 
 
-def run(preset: str, steps: int, batch_size: int, seq_len: int, dtype: str) -> dict:
+def run(preset: str, steps: int, batch_size: int, seq_len: int, dtype: str,
+        attention_block: int | None = None) -> dict:
+  """One measurement of `preset` (attention_block None = the preset's own, 0 = full attention)."""
   config = config_lib.base_config()
   config.model.preset = preset
   config.data.batch_size, config.data.seq_len = batch_size, seq_len
   config.num_steps = steps + 10
   config.optim.warmup_steps = 1
   model_cfg = dataclasses.replace(presets.get(preset), param_dtype=dtype, compute_dtype=dtype)
+  if attention_block is not None:
+    model_cfg = dataclasses.replace(model_cfg, text=dataclasses.replace(model_cfg.text,
+                                                                        attention_block=attention_block))
   mesh = sharding.make_mesh()
   t0 = time.perf_counter()
   compiled = train.compile_steps(config, model_cfg, mesh)
@@ -71,20 +78,3 @@ def run(preset: str, steps: int, batch_size: int, seq_len: int, dtype: str) -> d
           "step_s": step_s, "tokens_per_s": tokens / step_s, "achieved_gflops": flops / step_s / 1e9,
           "peak_gflops": peak / 1e9, "mfu": flops / step_s / peak, "loss": float(m["loss"])}
 
-
-def cli_bench(args) -> int:
-  """One run per --attention-block value (0 = full attention), printed with its speed-up over the first."""
-  from lcbm_jax.model import attention
-  first, default = None, attention.CAUSAL_BLOCK
-  for block in args.attention_block or [default]:
-    attention.CAUSAL_BLOCK = block   # read when the step is traced, so each run compiles its own
-    try:
-      r = run(args.preset, args.steps, args.batch_size, args.seq_len, args.dtype)
-    finally:
-      attention.CAUSAL_BLOCK = default
-    first = first or r
-    print(f"preset {r['preset']} ({r['dtype']}) attention block {block or 'off'} on {r['devices']} device(s): "
-          f"compile {r['compile_s']:.1f} s, step {r['step_s'] * 1e3:.0f} ms, {r['tokens_per_s']:.0f} tokens/s "
-          f"({first['step_s'] / r['step_s']:.2f}x), {r['achieved_gflops']:.1f} GFLOP/s "
-          f"of {r['peak_gflops']:.1f} peak = MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
-  return 0

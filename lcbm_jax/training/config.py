@@ -78,6 +78,23 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def cpu_mode(c: ml_collections.ConfigDict, *, num_steps: int, seq_len: int,
+             warmup_steps: int) -> ml_collections.ConfigDict:
+  """The small CPU variant every recipe offers (`NAME.py:cpu`): the tiny preset, batches of 8 from the
+  main process, lr 3e-3, a checkpoint and an eval halfway and at the end."""
+  c.model.preset = "tiny"
+  c.data.seq_len = seq_len
+  c.data.batch_size = 8
+  c.data.workers = 0
+  c.num_steps = num_steps
+  c.optim.lr = 3e-3
+  c.optim.warmup_steps = warmup_steps
+  c.checkpoint.every_steps = c.eval.every_steps = num_steps // 2
+  c.eval.batches = 2
+  c.log.every_steps = 5
+  return c
+
+
 def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
   """`experiments/configs/NAME.py[:ARG]` plus `--config.KEY=VALUE` strings."""
   path, _, arg = spec.partition(":")

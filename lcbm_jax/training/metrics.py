@@ -75,11 +75,11 @@ class MetricsWriter:
     if not self.enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    from tensorboardX import SummaryWriter
+    from tensorboardX import SummaryWriter   # slow to import (protobuf); only the main process writes
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     if use_wandb:
       try:
-        import wandb
+        import wandb   # optional dependency (pip install wandb), loaded only when log.wandb asks
       except ImportError:
         print("log.wandb is set but wandb is not installed (pip install wandb); logging without it")
       else:
@@ -110,8 +110,8 @@ def read_jsonl(path: str) -> list[dict]:
 
 def plot(jsonl_path: str, out_png: str) -> str:
   """metrics.png: train/eval loss, per-task loss, learning rate, throughput, against step."""
-  import matplotlib
-  matplotlib.use("Agg")
+  import matplotlib   # slow to import; only the end-of-run plot draws
+  matplotlib.use("Agg")   # headless: no display on a training host
   import matplotlib.pyplot as plt
 
   rows = read_jsonl(jsonl_path)

@@ -1,4 +1,4 @@
-"""The training loop: one `train()` to read top to bottom, and the `lcbm train` handler.
+"""The training loop: one `train()` to read top to bottom (`lcbm train` is lcbm_jax/cli/train.py).
 
   mesh -> model -> data -> optimizer -> shardings -> ahead-of-time compile -> restore or init
   -> loop (step, log, eval, checkpoint, preemption) -> final eval, checkpoint, plot
@@ -18,22 +18,22 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
+from data_pipeline import batch as batch_lib
+from data_pipeline import pipeline, vocab
+from data_pipeline.batch import STEP_KEYS
 from lcbm_jax import checkpoint as ckpt_lib
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import metrics as metrics_lib
-from lcbm_jax.training import optim
+from lcbm_jax.training import optim, preemption
 from lcbm_jax.training import step as step_lib
 from lcbm_jax.training.state import TrainState
-
-# Batch keys the step reads (the pipeline's sample_ids stay on the host).
-STEP_KEYS = ("input_ids", "images", "segment_ids", "positions", "targets", "loss_mask", "task_ids")
 
 
 def initialize_distributed(coordinator: str | None, num_processes: int | None,
@@ -75,14 +75,10 @@ def _print_memory(compiled, name: str) -> None:
 
 
 def batch_spec(config, model_cfg) -> dict[str, jax.ShapeDtypeStruct]:
-  """Global shapes of the batch keys the step reads (docs/contracts.md §5)."""
-  b, l, v = config.data.batch_size, config.data.seq_len, model_cfg.vision
-  i32 = jnp.int32
-  return {"input_ids": jax.ShapeDtypeStruct((b, l), i32),
-          "images": jax.ShapeDtypeStruct((b, model_cfg.max_images, v.image_size, v.image_size, 3), jnp.float32),
-          "segment_ids": jax.ShapeDtypeStruct((b, l), i32), "positions": jax.ShapeDtypeStruct((b, l), i32),
-          "targets": jax.ShapeDtypeStruct((b, l), i32), "loss_mask": jax.ShapeDtypeStruct((b, l), jnp.float32),
-          "task_ids": jax.ShapeDtypeStruct((b, l), i32)}
+  """Global shapes of the batch keys the step reads (`data_pipeline.batch`, docs/contracts.md §5)."""
+  spec = batch_lib.batch_spec(config.data.batch_size, config.data.seq_len, model_cfg.max_images,
+                              model_cfg.vision.image_size, segments=1)   # sample_ids stay on the host
+  return {k: jax.ShapeDtypeStruct(*spec[k]) for k in STEP_KEYS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,22 +142,28 @@ def _scalars(prefix: str, m: dict, tasks) -> dict:
   return out
 
 
+def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineConfig:
+  """This process's share of the data `config` names, shaped for `model_cfg`: its image size, image
+  slots, tokens per image and image normalisation (the values predict and export use)."""
+  if len(config.data.weights) != len(config.data.tasks):
+    raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
+                    "data.tasks; give one weight per task")
+  return pipeline.PipelineConfig(
+      data_dir=config.data.dir, tokenizer=tokenizer_dir,
+      tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
+      batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
+      image_mean=model_cfg.image_mean, image_std=model_cfg.image_std,
+      max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
+      worker_count=config.data.workers, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
 class _Data:
   """The run's data: the resumable train iterator, held-out eval batches, and the tokenizer."""
 
   def __init__(self, config, model_cfg, workdir: str):
-    from data_pipeline import pipeline  # keeps `import lcbm_jax.training.train` light for the tests
     self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir)
-    if len(config.data.weights) != len(config.data.tasks):
-      raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
-                      "data.tasks; give one weight per task")
-    base = pipeline.PipelineConfig(
-        data_dir=config.data.dir, tokenizer=self.tokenizer_dir,
-        tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
-        batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
-        max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
-        worker_count=config.data.workers, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    base = pipeline_config(config, model_cfg, self.tokenizer_dir)
     self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
     self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0))
                   for split in config.eval.splits]
@@ -180,20 +182,10 @@ def _tokenizer_dir(config, model_cfg, workdir: str) -> str:
     return config.data.tokenizer
   out = os.path.join(workdir, "tokenizer")
   if jax.process_index() == 0 and not os.path.exists(os.path.join(out, "tokenizer.model")):
-    from data_pipeline import pipeline, verbalize
-    from data_pipeline.tokenizer import Tokenizer
-    corpus = pipeline.Corpus(config.data.dir, "train")
-    rng = np.random.default_rng(config.seed)
-    texts = []
-    for i in range(min(len(corpus), 3000)):
-      record = corpus[i]
-      for task in config.data.tasks:
-        if verbalize.applies(record, task, corpus.context):
-          texts.append(verbalize.verbalize(record, task, rng=rng, max_images=model_cfg.max_images,
-                                           context=corpus.context).text)
-    Tokenizer.train(texts, model_cfg.text.vocab_size, out)
+    vocab.train_corpus_tokenizer(pipeline.Corpus(config.data.dir, "train"), config.data.tasks,
+                                 vocab_size=model_cfg.text.vocab_size, max_images=model_cfg.max_images,
+                                 seed=config.seed, out_dir=out)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("lcbm tokenizer")
   return out
 
@@ -258,8 +250,7 @@ def train(config, workdir: str) -> dict:
   trainable, abstract_params = steps.trainable, steps.abstract_state.params
 
   def to_global(local_batch: dict) -> dict:
-    return {k: jax.make_array_from_process_local_data(steps.batch_sharding, np.asarray(local_batch[k]))
-            for k in STEP_KEYS}
+    return sharding.make_global({k: local_batch[k] for k in STEP_KEYS}, mesh, steps.batch_sharding)
 
   # Restore the newest good checkpoint, or start fresh.
   ckpt = ckpt_lib.CheckpointManager(workdir, keep_last=config.checkpoint.keep,
@@ -296,7 +287,7 @@ def train(config, workdir: str) -> dict:
     writer.write(step, _scalars("eval", m, tasks))
     return m
 
-  watcher = ckpt_lib.PreemptionWatcher()
+  watcher = preemption.PreemptionWatcher()
   bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not is_main, file=sys.stderr,
                   dynamic_ncols=True)
   last_eval, last = None, None
@@ -353,13 +344,3 @@ def train(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
   return summary
-
-
-def cli_main(args) -> int:
-  """`lcbm train`: load the config (+ overrides), join the other processes, train."""
-  config = config_lib.load(args.config, args.config_overrides)
-  initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
-  summary = train(config, args.workdir)
-  if jax.process_index() == 0:
-    print(json.dumps(summary))
-  return 0

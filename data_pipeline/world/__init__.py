@@ -1,0 +1,124 @@
+"""The embedded behavior corpus: a deterministic generator writing the public schemas with media.
+
+`generate(DIR, seed=S, size="small"|"medium"|"large")` (`lcbm data generate --out DIR`) writes
+
+  DIR/cbc/{train,test}.parquet            YouTube videos in the Content Behavior Corpus schema
+  DIR/cbc/media/<video_id>.gif            one keyframe per scene (64x64), named by the `media_path` column
+  DIR/blift/{train,test}.jsonl            Reddit r/pics posts in the BLIFT schema (+ `score` upvotes)
+  DIR/blift/media/<id>.png
+  DIR/tweets/{train,test_time,test_brand}.jsonl   brand tweets (time-split and brand-split test sets)
+  DIR/tweets/media/<id>.jpg
+  DIR/latent.jsonl                        hidden labels per record_id (tone, topic, memorability)
+  DIR/manifest.json                       seed, size, version, files and record counts
+  DIR/README.md
+
+`audience` holds what the world contains and the hidden audience model, `media` the drawing,
+`items` one record of each schema, `writers` the files, `latent` reading the hidden labels back.
+`data_pipeline.sources.behavior_world` reads a generated directory through the public-schema readers.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from data_pipeline.world import writers
+from data_pipeline.world.audience import (HELD_OUT_BRANDS, OBJECT_APPEAL, TONE_COMMENTS, TONES, TOPICS,
+                                          make_accounts, tone_probe_openings)
+from data_pipeline.world.items import DAYS, MAX_SCENES, MIN_SCENES, make_post, make_tweet, make_video
+from data_pipeline.world.latent import LATENT_FILE, find_latent, load_latent
+from data_pipeline.world.media import IMAGE_SIZE
+from data_pipeline.world.writers import MANIFEST_FILE, write_cbc_parquet
+from lcbm_jax.errors import UserError
+
+__all__ = ["GENERATOR_VERSION", "IMAGE_SIZE", "LATENT_FILE", "MANIFEST_FILE", "MAX_SCENES", "MIN_SCENES",
+           "OBJECT_APPEAL", "SIZES", "TONES", "TONE_COMMENTS", "TOPICS", "find_latent", "generate",
+           "load_latent", "tone_probe_openings", "write_cbc_parquet"]
+
+GENERATOR_VERSION = "behavior-world-v2"
+SIZES = {  # records per (source, split)
+    "small": {("cbc", "train"): 360, ("cbc", "test"): 60, ("blift", "train"): 300, ("blift", "test"): 60,
+              ("tweets", "train"): 700, ("tweets", "test_time"): 120, ("tweets", "test_brand"): 120},
+}
+SIZES["medium"] = {k: 5 * v for k, v in SIZES["small"].items()}
+SIZES["large"] = {k: 25 * v for k, v in SIZES["small"].items()}
+TIME_SPLIT_DAY = 930   # tweets after this day form the time-split test set
+
+
+def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool = True,
+             counts: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
+  """Writes the corpus under `out_dir`; returns the manifest. Same seed and size -> same bytes.
+  `counts` overrides the records per (source, split) of `size` (tests use a few records)."""
+  if size not in SIZES:
+    raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+  counts = {**SIZES[size], **(counts or {})}
+  for sub in ("cbc/media", "blift/media", "tweets/media"):
+    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  root = np.random.SeedSequence([seed, 20240917])
+  # One independent stream per (source); items draw from their source's stream in order.
+  s_acc, s_cbc, s_blift, s_tw = (np.random.default_rng(s) for s in root.spawn(4))
+  accounts = make_accounts(s_acc)
+  latent_rows: list[dict[str, Any]] = []
+  files: list[dict[str, Any]] = []
+  total = sum(counts.values())
+  bar = tqdm(total=total, desc="generate", file=sys.stderr, disable=not progress)
+
+  idx = 0
+  for split in ("train", "test"):
+    rows = []
+    for _ in range(counts[("cbc", split)]):
+      acc = accounts[int(s_cbc.integers(len(accounts)))]
+      row, gif, latent = make_video(idx, acc, s_cbc)
+      writers.write_bytes(os.path.join(out_dir, "cbc", row["media_path"]), gif)
+      rows.append(row)
+      latent_rows.append({"record_id": row["video_id"], "source": "cbc", "split": split, **latent})
+      idx += 1
+      bar.update()
+    write_cbc_parquet(rows, os.path.join(out_dir, "cbc", f"{split}.parquet"))
+    files.append({"source": "cbc", "split": split, "path": f"cbc/{split}.parquet", "count": len(rows)})
+
+  idx = 0
+  for split in ("train", "test"):
+    rows = []
+    for _ in range(counts[("blift", split)]):
+      row, png, latent = make_post(idx, s_blift)
+      writers.write_bytes(os.path.join(out_dir, "blift", row["url"]), png)
+      rows.append(row)
+      latent_rows.append({"record_id": row["id"], "source": "blift", "split": split, **latent})
+      idx += 1
+      bar.update()
+    writers.write_jsonl(rows, os.path.join(out_dir, "blift", f"{split}.jsonl"))
+    files.append({"source": "blift", "split": split, "path": f"blift/{split}.jsonl", "count": len(rows)})
+
+  seen = [a for a in accounts if a.brand not in HELD_OUT_BRANDS]
+  held = [a for a in accounts if a.brand in HELD_OUT_BRANDS]
+  plan = ([("train", a, int(s_tw.integers(TIME_SPLIT_DAY))) for a in
+           (seen[int(s_tw.integers(len(seen)))] for _ in range(counts[("tweets", "train")]))]
+          + [("test_time", a, int(s_tw.integers(TIME_SPLIT_DAY, DAYS))) for a in
+             (seen[int(s_tw.integers(len(seen)))] for _ in range(counts[("tweets", "test_time")]))]
+          + [("test_brand", a, int(s_tw.integers(DAYS))) for a in
+             (held[int(s_tw.integers(len(held)))] for _ in range(counts[("tweets", "test_brand")]))])
+  by_split: dict[str, list[dict[str, Any]]] = {"train": [], "test_time": [], "test_brand": []}
+  for i, (split, acc, day) in enumerate(plan):
+    row, jpg, latent = make_tweet(i, acc, day, s_tw)
+    writers.write_bytes(os.path.join(out_dir, "tweets", row["media"][0]), jpg)
+    by_split[split].append(row)
+    latent_rows.append({"record_id": row["id"], "source": "tweets", "split": split, **latent})
+    bar.update()
+  bar.close()
+  for split, rows in by_split.items():
+    rows.sort(key=lambda r: (r["date"], r["id"]))
+    writers.write_jsonl(rows, os.path.join(out_dir, "tweets", f"{split}.jsonl"))
+    files.append({"source": "tweets", "split": split, "path": f"tweets/{split}.jsonl", "count": len(rows)})
+
+  writers.write_jsonl(latent_rows, os.path.join(out_dir, LATENT_FILE))
+  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": IMAGE_SIZE,
+              "size": size if counts == SIZES[size] else "custom",
+              "files": files, "latent": LATENT_FILE, "total_records": total,
+              "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
+  writers.write_manifest(out_dir, manifest)
+  writers.write_readme(out_dir, seed, size, total, files)
+  return manifest

@@ -1,0 +1,94 @@
+"""Open anything `--checkpoint` accepts (eval, predict, score, export-hf, the experiments):
+
+  a training workdir, or its checkpoints/   the newest committed and verified step
+                                            (`checkpoint.find_latest_good_step`; bad newer steps are warned about)
+  one step's directory                      verified as it is (`checkpoint.check_step`)
+  a params-only checkpoint                  `checkpoint.save_params` (what `lcbm import-hf --out` writes)
+  a Hugging Face LLaVA directory            `export.hf.load_llava` (what `lcbm export-hf --out` writes)
+"""
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import jax
+
+from data_pipeline.tokenizer import Tokenizer
+from lcbm_jax import checkpoint as ckpt_lib
+from lcbm_jax import sharding
+from lcbm_jax.errors import UserError
+from lcbm_jax.export import hf
+from lcbm_jax.model import lcbm, presets
+
+log = logging.getLogger(__name__)
+
+
+def resolve_step_dir(path) -> pathlib.Path:
+  """A training workdir, its checkpoints/ directory, or one step's directory -> a verified step dir."""
+  path = pathlib.Path(path).absolute()   # Orbax requires absolute paths
+  if (path / ckpt_lib.STEP_METADATA).is_file() or (path / ckpt_lib.MANIFEST).is_file():
+    problem = ckpt_lib.check_step(path)
+    if problem:
+      raise UserError(f"checkpoint {path} is damaged: {problem}")
+    return path
+  ckpt_dir = path / ckpt_lib.CHECKPOINTS if (path / ckpt_lib.CHECKPOINTS).is_dir() else path
+  steps = ckpt_lib.list_steps(ckpt_dir)
+  if not steps:
+    raise UserError(f"no checkpoint found at {path}: expected a training workdir (with {ckpt_lib.CHECKPOINTS}/), "
+                    "one step's directory, or a Hugging Face directory (config.json + *.safetensors)")
+  step, bad = ckpt_lib.find_latest_good_step(ckpt_dir)
+  for s, problem in sorted(bad.items(), reverse=True):
+    log.warning("checkpoint: skipping step %d: %s", s, problem)
+  if step is None:
+    raise UserError(f"no good checkpoint in {ckpt_dir}: steps {steps} all fail verification "
+                    f"(newest: {bad[steps[-1]]})")
+  return ckpt_dir / str(step)
+
+
+def param_shardings(cfg: presets.LCBMConfig, params_shape, mesh: jax.sharding.Mesh | None):
+  """The model's parameter shardings on `mesh`, or everything on the default device when None."""
+  if mesh is not None:
+    return sharding.param_shardings(cfg, mesh)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda _: device, params_shape)
+
+
+def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
+  """(cfg, params, tokenizer) from a training workdir (latest good step), one step's directory, a
+  params-only checkpoint, or an exported Hugging Face LLaVA directory (via `export.hf`).
+
+  Params land on `mesh` with the model's parameter shardings when given, else on the default device.
+  tokenizer is a `data_pipeline.tokenizer.Tokenizer`, or None when the checkpoint has none.
+  """
+  path = pathlib.Path(path).absolute()
+  if not path.exists():
+    raise UserError(f"checkpoint path {path} does not exist")
+  if hf.is_hf_dir(str(path)):
+    cfg, np_params, tokenizer_file = hf.load_llava(str(path))
+    params = jax.device_put(np_params, param_shardings(cfg, np_params, mesh))
+    return cfg, params, Tokenizer.load(tokenizer_file) if tokenizer_file else None
+  step_dir = resolve_step_dir(path)
+  model_dict = ckpt_lib.read_json_item(step_dir, "model")
+  if not model_dict:
+    raise UserError(f"{step_dir / 'model' / 'metadata'} holds no model config (the run saved without model_cfg)")
+  cfg = presets.LCBMConfig.from_dict(model_dict)
+  expected = lcbm.abstract_params(cfg)
+  shardings = param_shardings(cfg, expected, mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), expected, shardings)
+  params = ckpt_lib.restore_params(step_dir, abstract)
+  tokenizer_dir = step_dir / "tokenizer"
+  tokenizer = Tokenizer.load(tokenizer_dir) if (tokenizer_dir / "tokenizer.model").is_file() else None
+  return cfg, params, tokenizer
+
+
+def training_config(path) -> dict:
+  """The training config saved with the step `path` resolves to (as `load_for_inference` resolves it);
+  {} for a Hugging Face directory, or a checkpoint saved without one."""
+  if hf.is_hf_dir(str(path)):
+    return {}
+  step_dir = resolve_step_dir(path)
+  try:
+    config = ckpt_lib.read_json_item(step_dir, "config")
+  except (OSError, ValueError):
+    return {}
+  return config if isinstance(config, dict) else {}

@@ -1,0 +1,68 @@
+"""`lcbm data generate | build | inspect`: the embedded corpus, TFDS ArrayRecord builds, and a look at them.
+
+  lcbm data generate --out /tmp/bw                                   # the embedded corpus
+  lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
+  lcbm data inspect /tmp/built --seq-len 512
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from data_pipeline import commands, world
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+  del command   # one group: data
+  dsub = parser.add_subparsers(dest="data_command", required=True)
+
+  p = dsub.add_parser("generate", help="write the embedded behavior corpus (real schemas, with media)")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--size", choices=("small", "medium", "large"), default="small")
+  p.set_defaults(run=_generate)
+
+  p = dsub.add_parser("build", help="parse + validate a corpus into TFDS ArrayRecord shards")
+  p.add_argument("--source", required=True, choices=("cbc", "blift", "tweets", "jsonl", "behavior_world"))
+  p.add_argument("--input", required=True, help="corpus file or directory")
+  p.add_argument("--out", required=True, help="TFDS data_dir to write")
+  p.add_argument("--media-root", default=None, help="where relative media paths resolve (default: next to --input)")
+  p.set_defaults(run=_build)
+
+  p = dsub.add_parser("inspect", help="counts, a verbalized sample per task, token lengths, quarantine table")
+  p.add_argument("dir", help="a built TFDS data_dir (or a generated corpus directory)")
+  p.add_argument("--tokenizer", default=None, help="tokenizer.model for the token-length histogram")
+  p.add_argument("--seq-len", type=int, default=512, help="sequence length for the packing-efficiency figure")
+  p.add_argument("--num-image-tokens", type=int, default=16, help="ids per <image> (the vision tower's patches)")
+  p.add_argument("--max-images", type=int, default=4, help="images per sample and per packed row")
+  p.add_argument("--png", default=None, help="also write the token-length histogram as a PNG here")
+  p.set_defaults(run=_inspect)
+
+
+def _generate(args) -> int:
+  manifest = world.generate(args.out, seed=args.seed, size=args.size)
+  for e in manifest["files"]:
+    print(f"{e['path']:28s} {e['count']:7d} records")
+  print(f"wrote {manifest['total_records']} records to {args.out} (seed {args.seed}, size {args.size})")
+  return 0
+
+
+def _build(args) -> int:
+  for report in commands.build_corpus(args.source, args.input, args.out, args.media_root):
+    print(commands.format_report(report))
+  return 0
+
+
+def _inspect(args) -> int:
+  with tempfile.TemporaryDirectory(prefix="lcbm-inspect-") as tmp:
+    data_dir = args.dir
+    if os.path.exists(os.path.join(data_dir, world.MANIFEST_FILE)) and not commands.is_built(data_dir):
+      # A generated corpus, not yet built: build it into a temporary directory first.
+      print(f"{data_dir} is a generated corpus; building it into {tmp} first", file=sys.stderr)
+      commands.build_corpus("behavior_world", data_dir, tmp)
+      data_dir = tmp
+    print(commands.inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
+                                num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
+  return 0
