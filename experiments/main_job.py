@@ -76,6 +76,7 @@ def main(argv=None) -> int:
   from data_pipeline import commands, world
   from lcbm_jax import artifacts
   from lcbm_jax.evaluation import run as eval_run
+  from lcbm_jax.evaluation import table
   from lcbm_jax.export import hf
   from lcbm_jax.training import config as config_lib
   from lcbm_jax.training import train
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
   with _stage("eval", times):
     cfg, params, tok = artifacts.load_for_inference(train_dir)
     results = eval_run.evaluate(cfg, params, tok, data, EVAL_TASKS, EVAL_EXAMPLES)
-    print(eval_run.format_table(results))
+    print(table.format_table(results))
     with open(os.path.join(workdir, "eval.json"), "w") as f:
       json.dump(results, f, indent=1, default=float)
 

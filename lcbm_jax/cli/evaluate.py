@@ -13,6 +13,7 @@ import os
 from lcbm_jax import artifacts
 from lcbm_jax.errors import UserError
 from lcbm_jax.evaluation import run as eval_run
+from lcbm_jax.evaluation import table
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -45,5 +46,5 @@ def _eval(args) -> int:
   if args.json:
     print(json.dumps(results, default=float))
   else:
-    print(eval_run.format_table(results))
+    print(table.format_table(results))
   return 0

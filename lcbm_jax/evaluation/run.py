@@ -1,7 +1,7 @@
 """`evaluate`: run a model on the held-out splits of a built data dir, model next to baselines.
 
   results = evaluate(cfg, params, tokenizer, data_dir, tasks=None, max_examples=100)
-  print(format_table(results))
+  print(table.format_table(results))
 
 `results[row][metric] = {"model": float, "baselines": {name: float}, "n": int}` (table.py). The
 tasks, their rows and metrics are listed in behavior_tasks.py and content_tasks.py; the model is
@@ -21,7 +21,6 @@ from lcbm_jax.errors import UserError
 from lcbm_jax.evaluation import behavior_tasks, content_tasks
 from lcbm_jax.evaluation.data import EvalData
 from lcbm_jax.evaluation.runner import Runner
-from lcbm_jax.evaluation.table import format_table  # noqa: F401  (the results' printer, next to evaluate)
 
 TASK_FNS = {
     "behavior_simulation": behavior_tasks.eval_behavior_simulation,

@@ -31,6 +31,13 @@ def zeros_init(names: tuple[str | None, ...]):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
+def dense(features: int, names: tuple[str | None, str | None], name: str, *, dtype, param_dtype,
+          use_bias: bool = True) -> nn.Dense:
+  """A projection whose kernel carries the logical axes `names` (input, output) and its bias the output's."""
+  return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
+                  kernel_init=dense_init(names), bias_init=zeros_init(names[1:]))
+
+
 def ones_init(names: tuple[str | None, ...]):
   return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 

@@ -8,6 +8,8 @@ Logits are float32.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -36,9 +38,7 @@ class MLP(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD):
-    dense = lambda feats, names, name: nn.Dense(
-        feats, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
-        kernel_init=attention.dense_init(names))
+    dense = functools.partial(attention.dense, dtype=self.dtype, param_dtype=self.param_dtype, use_bias=False)
     gate_BTF = dense(self.cfg.intermediate_size, ("embed", "mlp"), "gate")(x_BTD)
     up_BTF = dense(self.cfg.intermediate_size, ("embed", "mlp"), "up")(x_BTD)
     return dense(self.cfg.hidden_size, ("mlp", "embed"), "down")(jax.nn.silu(gate_BTF) * up_BTF)

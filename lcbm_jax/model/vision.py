@@ -7,6 +7,8 @@ class token. `post_layernorm` is created so checkpoints export to HF unchanged; 
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from einops import rearrange
@@ -33,9 +35,7 @@ class VisionMLP(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD):
-    dense = lambda feats, names, name: nn.Dense(
-        feats, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
-        kernel_init=attention.dense_init(names), bias_init=attention.zeros_init(names[1:]))
+    dense = functools.partial(attention.dense, dtype=self.dtype, param_dtype=self.param_dtype)
     h_BTF = quick_gelu(dense(self.cfg.intermediate_size, ("embed", "mlp"), "fc1")(x_BTD))
     return dense(self.cfg.hidden_size, ("mlp", "embed"), "fc2")(h_BTF)
 
