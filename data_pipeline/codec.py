@@ -33,10 +33,15 @@ from data_pipeline.verbalize import Verbalized
 @dataclasses.dataclass(frozen=True)
 class Encoded:
   """One sample: `ids` = <s> prompt target </s> with images expanded; `flags` True on the target
-  tokens (and </s> when there is a target); `prompt_len` tokens of prompt, the rest target."""
+  tokens (and </s> when there is a target)."""
   ids: np.ndarray       # int32[n]
   flags: np.ndarray     # bool[n]
-  prompt_len: int
+
+  @property
+  def prompt_len(self) -> int:
+    """Tokens of prompt; the rest is target. With no target, everything but </s> is prompt (the model
+    is asked to continue it)."""
+    return int(np.argmax(self.flags)) if self.flags.any() else len(self.ids) - 1
 
   @property
   def prompt_ids(self) -> np.ndarray:
@@ -63,10 +68,6 @@ class Codec:
       raise ValueError(f"num_image_tokens={num_image_tokens} must be >= 1")
     self.tokenizer, self.num_image_tokens = tokenizer, num_image_tokens
 
-  def __reduce__(self):
-    # Grain workers receive the codec by pickle; the tokenizer pickles itself.
-    return (Codec, (self.tokenizer, self.num_image_tokens))
-
   # -- encoding ----------------------------------------------------------------------------
 
   def encode(self, v: Verbalized) -> Encoded:
@@ -80,10 +81,7 @@ class Codec:
     ids = np.array([tok.bos_id, *ids, tok.eos_id], np.int32)
     flags = np.array([False, *flags, any(flags)], bool)
     reps = np.where(ids == tok.image_id, self.num_image_tokens, 1)
-    ids, flags = np.repeat(ids, reps), np.repeat(flags, reps)
-    # No target: everything but </s> is prompt (the model is asked to continue it).
-    prompt_len = int(np.argmax(flags)) if flags.any() else len(ids) - 1
-    return Encoded(ids, flags, prompt_len)
+    return Encoded(np.repeat(ids, reps), np.repeat(flags, reps))
 
   def _pieces(self, texts: Sequence[str], is_target: Sequence[bool]) -> tuple[list[int], list[bool]]:
     """Ids of the joined texts and, per id, whether any of its bytes is in a target segment."""

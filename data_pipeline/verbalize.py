@@ -824,11 +824,10 @@ def by_scene(values: Mapping[int, Any]) -> tuple:
 
 def _numbered(text: str) -> tuple[str, ...]:
   """"1. so cute 2. love it" -> ("so cute", "love it"): items numbered 1, 2, ... in order."""
-  items, pos, n = [], 0, 1
   m = re.match(r"\s*1\. ", text)
   if not m:
     return ()
-  pos = m.end()
+  items, pos, n = [], m.end(), 1
   while True:
     nxt = re.search(rf"(?:^| ){n + 1}\. ", text[pos:])
     if not nxt:

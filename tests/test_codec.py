@@ -55,8 +55,7 @@ def test_training_ids_are_prompt_plus_target_for_0_1_and_several_images(corpus, 
       np.testing.assert_array_equal(batch["targets"][0, :m - 1], tokens[1:])
       np.testing.assert_array_equal(batch["loss_mask"][0, :m - 1] == 1, np.arange(1, m) >= len(e.prompt_ids))
       assert batch["loss_mask"][0].sum() == len(e.target_ids)
-  videos = task in ("behavior_simulation", "kbft", "content_simulation_choice") or (
-      task == "behavior_understanding")
+  videos = task in ("behavior_simulation", "kbft", "content_simulation_choice", "behavior_understanding")
   assert seen_images >= ({0, 1, 2} if videos else {0, 1}), seen_images
 
 

@@ -1,2 +1,3 @@
-"""Evaluation: behavior/content metrics (behavior.py, content.py), behavior optimization
-(optimize.py) and the `lcbm eval` driver that runs a checkpoint against training-split baselines (run.py)."""
+"""Evaluation: `run.evaluate` over the task families (behavior_tasks.py, content_tasks.py), reaching the
+model through runner.py and the data through data.py; metrics in behavior.py, content.py, optimize.py;
+results as table.py's rows."""
