@@ -10,7 +10,9 @@ tokenized the same way everywhere:
   cont = codec.continuation(prompt_text, label, eos=True)      # option scoring
   text = codec.decode(generated_ids)
 
-Layout of an encoded sample: `<s> prompt target </s>`. The segments are encoded as one joined
+Layout of an encoded sample: `<s> prompt target </s>` (`<s>` is whatever the tokenizer puts before a
+text, `prefix_ids`: LLaMA's `<s>`, or nothing). With a conversation format (`data_pipeline.chat`, e.g.
+LLaVA-1.5's `vicuna_v1`) the segments are first rendered as its turns, each answer ending in `</s>`. The segments are encoded as one joined
 text (not each apart), so no spurious word-start piece appears at a segment boundary and the ids
 equal those of the whole conversation. A piece is a target piece when any of its bytes comes from a
 target segment; `</s>` is learned (the model must learn to stop) when there is a target at all.
@@ -26,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data_pipeline import chat
 from data_pipeline.tokenizer import TextTokenizer
 from data_pipeline.verbalize import Verbalized
 
@@ -63,10 +66,11 @@ def expand_image_tokens(ids: Sequence[int], image_id: int, num_image_tokens: int
 class Codec:
   """Text <-> ids for one (tokenizer, vision tower) pair."""
 
-  def __init__(self, tokenizer: TextTokenizer, num_image_tokens: int):
+  def __init__(self, tokenizer: TextTokenizer, num_image_tokens: int, conversation: str = "plain"):
     if num_image_tokens < 1:
       raise ValueError(f"num_image_tokens={num_image_tokens} must be >= 1")
     self.tokenizer, self.num_image_tokens = tokenizer, num_image_tokens
+    self.conversation = chat.check_format(conversation)
 
   # -- encoding ----------------------------------------------------------------------------
 
@@ -77,14 +81,22 @@ class Codec:
   def encode_segments(self, texts: Sequence[str], is_target: Sequence[bool]) -> Encoded:
     """`<s>` + the joined texts + `</s>`, flags per token, `<image>` expanded (see the module doc)."""
     tok = self.tokenizer
+    texts, is_target, has_eos = chat.render(self.conversation, texts, is_target, tok.id_to_piece(tok.eos_id))
     ids, flags = self._pieces(texts, is_target)
-    ids = np.array([tok.bos_id, *ids, tok.eos_id], np.int32)
-    flags = np.array([False, *flags, any(flags)], bool)
+    prefix = list(tok.prefix_ids)
+    if has_eos:   # the format ended the last answer with </s> itself
+      ids = np.array([*prefix, *ids], np.int32)
+      flags = np.array([False] * len(prefix) + flags, bool)
+    else:
+      ids = np.array([*prefix, *ids, tok.eos_id], np.int32)
+      flags = np.array([False] * len(prefix) + [*flags, any(flags)], bool)
     reps = np.where(ids == tok.image_id, self.num_image_tokens, 1)
     return Encoded(np.repeat(ids, reps), np.repeat(flags, reps))
 
   def _pieces(self, texts: Sequence[str], is_target: Sequence[bool]) -> tuple[list[int], list[bool]]:
     """Ids of the joined texts and, per id, whether any of its bytes is in a target segment."""
+    if not getattr(self.tokenizer, "offsets_exact", True):
+      return self._pieces_by_prefix(texts, is_target)
     flag_of_byte: list[bool] = []
     for text, flag in zip(texts, is_target):
       flag_of_byte.extend([bool(flag)] * len(text.encode("utf-8")))
@@ -98,10 +110,33 @@ class Codec:
       flags.append(flag)
     return ids, flags
 
+  def _pieces_by_prefix(self, texts: Sequence[str], is_target: Sequence[bool]) -> tuple[list[int], list[bool]]:
+    """`_pieces` without offsets: at each boundary between segments, the ids the text up to it shares
+    with the whole text's ids are before it; the first id after those straddles the boundary when the
+    text up to it does not end there (then it counts as target if either side is)."""
+    joined = "".join(texts)
+    ids = list(self.tokenizer.encode(joined))
+    flags = [bool(is_target[-1])] * len(ids) if texts else []
+    cut, pos = 0, 0
+    for k in range(len(texts) - 1):
+      pos += len(texts[k])
+      if bool(is_target[k]) == bool(is_target[k + 1]):
+        continue
+      head = self.tokenizer.encode(joined[:pos])
+      shared = next((j for j, (a, b) in enumerate(zip(head, ids)) if a != b), min(len(head), len(ids)))
+      shared = max(shared, cut)
+      flags[cut:shared] = [bool(is_target[k])] * (shared - cut)
+      if len(head) > shared and shared < len(ids):   # the next id holds bytes of both sides
+        flags[shared] = bool(is_target[k]) or bool(is_target[k + 1])
+        shared += 1
+      cut = shared
+    flags[cut:] = [bool(is_target[-1])] * (len(ids) - cut) if texts else []
+    return ids, flags
+
   def prompt_ids(self, text: str) -> np.ndarray:
-    """int32: `<s>` + `text`, each `<image>` expanded: a prompt to generate from."""
-    tok = self.tokenizer
-    return expand_image_tokens([tok.bos_id, *tok.encode(text)], tok.image_id, self.num_image_tokens)
+    """int32: `<s>` + `text`, each `<image>` expanded: a prompt to generate from (in a conversation
+    format, `text` is the user's turn and the prompt ends with "ASSISTANT:")."""
+    return self.encode_segments([text], [False]).prompt_ids
 
   def split(self, prompt_text: str, continuation_text: str) -> tuple[np.ndarray, np.ndarray]:
     """(prompt ids, continuation ids) of `prompt_text + continuation_text` encoded as one text; a

@@ -2,7 +2,7 @@
 library behind `lcbm data build` and `lcbm data inspect` (lcbm_jax/cli/data.py).
 
   lcbm data generate --out /tmp/bw                                   # the embedded corpus (H3)
-  lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
+  lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built   # + its llava/ instruction rows
   lcbm data inspect /tmp/built --seq-len 512
 """
 from __future__ import annotations
@@ -24,19 +24,18 @@ from lcbm_jax.errors import UserError
 def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | None = None) -> list[dict[str, Any]]:
   """Builds `input_path` into `out_dir`; returns one quarantine report per built dataset.
 
-  `source="behavior_world"` builds every sub-corpus a generated directory lists (cbc, blift, tweets).
+  `source="behavior_world"` builds every sub-corpus a generated directory lists (cbc, blift, tweets,
+  and llava_json: its instruction rows).
   """
   if not os.path.exists(input_path):
     raise UserError(f"--input {input_path} does not exist")
   if source == "behavior_world":
     by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
-    for entry in behavior_world.load_manifest(input_path)["files"]:
-      if not entry["count"]:   # TFDS cannot write an empty split
+    for entry in behavior_world.entries(input_path, media_root):
+      if not entry.count:   # TFDS cannot write an empty split
         continue
-      file = os.path.join(input_path, entry["path"])
-      root = media_root or os.path.dirname(file)
-      by_source[entry["source"]][entry["split"]] = builder_lib.SplitInput(
-          lambda s=entry["source"], f=file, r=root: sources.read(s, f, r), root)
+      by_source[entry.source][entry.split] = builder_lib.SplitInput(
+          lambda s=entry.source, f=entry.file, r=entry.media_root: sources.read(s, f, r), entry.media_root)
     plan = [(builder_lib.builder_class(s), splits, f"{input_path} ({s})") for s, splits in by_source.items()]
   else:
     cls = builder_lib.builder_class(source)

@@ -52,7 +52,8 @@ from data_pipeline import records as records_lib
 from data_pipeline import verbalize
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline import codec as codec_lib
-from data_pipeline.tokenizer import TextTokenizer, Tokenizer
+from data_pipeline import tokenizer as tokenizer_lib
+from data_pipeline.tokenizer import TextTokenizer
 from lcbm_jax.errors import UserError
 
 _STATE_VERSION = 1
@@ -73,6 +74,11 @@ class PipelineConfig:
   # see the pixels predict and export feed; None only for text-only use (no DecodeMedia stage).
   image_mean: tuple[float, float, float] | None = None
   image_std: tuple[float, float, float] | None = None
+  # The rest of the model's preprocessing (LCBMConfig's fields of the same names; `images.ImageProcessing`):
+  # short side after the resize (0 = image_size), PIL resize filter, LLaVA-1.5's pad to square.
+  image_shortest_edge: int = 0
+  image_resample: int = 3
+  image_pad_to_square: bool = False
   max_images: int = 4                             # image slots per row (and per sample)
   num_image_tokens: int = 256                     # ids per <image> (the vision tower's patch count)
   pack: bool = True
@@ -83,6 +89,7 @@ class PipelineConfig:
   process_index: int = 0
   process_count: int = 1
   content_only: bool = False
+  conversation: str = "plain"                     # prompt format (data_pipeline.chat.FORMATS)
 
   @property
   def local_batch_size(self) -> int:
@@ -247,12 +254,13 @@ class Verbalize(grain.transforms.Map):
 
 
 class Tokenize(grain.transforms.Map):
-  """Verbalized -> `<s>` ids `</s>` with `<image>` expanded and target flags (`codec.Codec.encode`)."""
+  """Verbalized -> `<s>` ids `</s>` with `<image>` expanded and target flags (`codec.Codec.encode`), in
+  the conversation format `conversation` (`data_pipeline.chat`)."""
 
-  def __init__(self, tokenizer: TextTokenizer, num_image_tokens: int, seq_len: int):
+  def __init__(self, tokenizer: TextTokenizer, num_image_tokens: int, seq_len: int, conversation: str = "plain"):
     if num_image_tokens < 1:
       raise UserError(f"num_image_tokens={num_image_tokens} must be >= 1")
-    self.codec, self.seq_len = codec_lib.Codec(tokenizer, num_image_tokens), seq_len
+    self.codec, self.seq_len = codec_lib.Codec(tokenizer, num_image_tokens, conversation), seq_len
 
   def map(self, elem: dict) -> dict:
     if elem["quarantine"]:
@@ -266,36 +274,49 @@ class Tokenize(grain.transforms.Map):
 
 
 class DecodeMedia(grain.transforms.Map):
-  """Decodes each `<image>`'s media (the named keyframe for videos) -> float32[n, S, S, 3], CLIP-preprocessed
-  and normalised with `mean` / `std` (the model config's)."""
+  """Decodes each `<image>`'s media (the named keyframe for videos) -> float32[n, S, S, 3], preprocessed
+  as the model's image processor (`images.ImageProcessing`: the config's mean / std, resize, pad)."""
 
-  def __init__(self, image_size: int, mean: Sequence[float] | None, std: Sequence[float] | None):
-    if image_size < 1:
-      raise UserError(f"image_size={image_size} must be >= 1")
-    if mean is None or std is None or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-      raise UserError(f"image mean {mean} / std {std}: decoding images needs 3 values each (RGB, std > 0); "
-                      "pass the model config's (LCBMConfig.image_mean / image_std)")
-    self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
+  def __init__(self, image_size: int, mean: Sequence[float] | None, std: Sequence[float] | None, *,
+               shortest_edge: int = 0, resample: int = 3, pad_to_square: bool = False):
+    self.processing = _image_processing(image_size, mean, std, shortest_edge=shortest_edge, resample=resample,
+                                       pad_to_square=pad_to_square)
 
   def map(self, elem: dict) -> dict:
     v = elem.pop("verbalized", None)
     if elem["quarantine"]:
       return elem
     try:
-      images = [decode_image(m.data, f, self.image_size, self.mean, self.std)
-                for m, f in zip(v.media, v.frame_indices)]
+      images = [_decode(m.data, f, self.processing) for m, f in zip(v.media, v.frame_indices)]
     except records_lib.RecordError as e:
       # Keeps its token slots: packing (and the batch count) must not depend on decode results.
       return _marker(elem, e.reason, e.detail, slot=True)
-    elem["images"] = (np.stack(images) if images else
-                      np.zeros((0, self.image_size, self.image_size, 3), np.float32))
+    s = self.processing.crop_size
+    elem["images"] = np.stack(images) if images else np.zeros((0, s, s, 3), np.float32)
     return elem
 
 
-def decode_image(data: bytes | None, frame: int, size: int, mean: Sequence[float],
-                 std: Sequence[float]) -> np.ndarray:
-  """float32[size, size, 3]: frame `frame` of `data`, CLIP-preprocessed (`images.clip_preprocess`) with
-  the model's `mean` / `std`. RecordError("corrupt_media") if it does not decode."""
+def _image_processing(size: int, mean: Sequence[float] | None, std: Sequence[float] | None, *,
+                     shortest_edge: int = 0, resample: int = 3, pad_to_square: bool = False
+                     ) -> images_lib.ImageProcessing:
+  """The pipeline's image settings (PipelineConfig's `image_*` fields) -> ImageProcessing; UserError
+  names a bad one."""
+  if mean is None or std is None:
+    raise UserError(f"image mean {mean} / std {std}: decoding images needs 3 values each (RGB, std > 0); "
+                    "pass the model config's (LCBMConfig.image_mean / image_std)")
+  return images_lib.ImageProcessing(crop_size=size, mean=tuple(mean), std=tuple(std), shortest_edge=shortest_edge,
+                                    resample=resample, pad_to_square=pad_to_square)
+
+
+def decode_image(data: bytes | None, frame: int, size: int, mean: Sequence[float], std: Sequence[float], *,
+                 shortest_edge: int = 0, resample: int = 3, pad_to_square: bool = False) -> np.ndarray:
+  """float32[size, size, 3]: frame `frame` of `data`, preprocessed (`images.preprocess`) with the model's
+  settings. RecordError("corrupt_media") if it does not decode."""
+  return _decode(data, frame, _image_processing(size, mean, std, shortest_edge=shortest_edge, resample=resample,
+                                               pad_to_square=pad_to_square))
+
+
+def _decode(data: bytes | None, frame: int, processing: images_lib.ImageProcessing) -> np.ndarray:
   if not data:
     raise records_lib.RecordError("corrupt_media", "no media bytes")
   try:
@@ -303,26 +324,28 @@ def decode_image(data: bytes | None, frame: int, size: int, mean: Sequence[float
       if frame:
         img.seek(frame)
       img.load()
-      return images_lib.clip_preprocess(img, size, mean, std)
+      return images_lib.preprocess(img, processing)
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise records_lib.RecordError("corrupt_media", f"frame {frame}: {type(e).__name__}: {e}") from None
 
 
-def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer, *,
+def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: TextTokenizer, *,
                      process_index: int | None = None, decode: bool = True) -> list[grain.transforms.Map]:
   """The per-sample transform list (`decode=False`: text-only, for counting another shard's rows)."""
   p = config.process_index if process_index is None else process_index
   transforms = [
       ReadRecord(corpus, config.seed, p, config.process_count),
       Verbalize(config.tasks, corpus.context, config.seed, config.max_images, config.content_only),
-      Tokenize(tokenizer, config.num_image_tokens, config.seq_len),
+      Tokenize(tokenizer, config.num_image_tokens, config.seq_len, config.conversation),
   ]
   if decode:
-    transforms.append(DecodeMedia(config.image_size, config.image_mean, config.image_std))
+    transforms.append(DecodeMedia(config.image_size, config.image_mean, config.image_std,
+                                  shortest_edge=config.image_shortest_edge, resample=config.image_resample,
+                                  pad_to_square=config.image_pad_to_square))
   return transforms
 
 
-def text_only_epoch(config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer, process_index: int,
+def text_only_epoch(config: PipelineConfig, corpus: Corpus, tokenizer: TextTokenizer, process_index: int,
                     epoch: int) -> Iterator[dict]:
   """One process's samples of one epoch through the text-only stages, in the main process."""
   transforms = build_transforms(config, corpus, tokenizer, process_index=process_index, decode=False)
@@ -395,7 +418,7 @@ def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConf
 class DataIterator:
   """Batches (contract §5) for one process; checkpointable with get_state/set_state."""
 
-  def __init__(self, config: PipelineConfig, corpus: Corpus, tokenizer: Tokenizer,
+  def __init__(self, config: PipelineConfig, corpus: Corpus, tokenizer: TextTokenizer,
                transforms: Sequence[grain.transforms.Map], state: Mapping[str, Any] | None = None):
     self.config, self.corpus, self.tokenizer = config, corpus, tokenizer
     self._transforms = list(transforms)
@@ -580,7 +603,7 @@ def _allow_grain_flags() -> None:
 def make_iterator(config: PipelineConfig, state: Mapping[str, Any] | None = None) -> DataIterator:
   """Validates `config`, opens the corpus and tokenizer, and returns the batch iterator."""
   config.validate()
-  tokenizer = Tokenizer.load(config.tokenizer)
+  tokenizer = tokenizer_lib.load(config.tokenizer)
   corpus = Corpus(config.data_dir, config.split)
   return DataIterator(config, corpus, tokenizer, build_transforms(config, corpus, tokenizer), state)
 
@@ -600,16 +623,20 @@ class EvalExample:
 
 def eval_examples(data_dir: str, split: str, task: str, *, codec: codec_lib.Codec,
                   image_mean: Sequence[float], image_std: Sequence[float], image_size: int = 224,
+                  image_shortest_edge: int = 0, image_resample: int = 3, image_pad_to_square: bool = False,
                   max_images: int = 4, max_examples: int | None = None,
                   seed: int = 0, content_only: bool = False, **task_options) -> Iterator[EvalExample]:
   """Records of `split` that support `task`, verbalized deterministically (rng per (seed, record)) and
-  encoded by `codec` exactly as training encodes them.
+  encoded by `codec` exactly as training encodes them; images preprocessed with the `image_*`
+  settings (PipelineConfig's fields of the same names).
 
   A record whose media fails to decode (or whose template fails) is skipped and counted on stderr.
   `task_options` go to `verbalize.verbalize` (e.g. kbft `regime="past"`).
   """
   if task not in verbalize.TASKS:
     raise UserError(f"unknown task {task!r}; known: {', '.join(verbalize.TASKS)}")
+  processing = _image_processing(image_size, image_mean, image_std, shortest_edge=image_shortest_edge,
+                                resample=image_resample, pad_to_square=image_pad_to_square)
   corpus = Corpus(data_dir, split)
   yielded, bad = 0, {}
   for i in range(len(corpus)):
@@ -625,7 +652,7 @@ def eval_examples(data_dir: str, split: str, task: str, *, codec: codec_lib.Code
       bad["verbalize_error"] = bad.get("verbalize_error", 0) + 1
       continue
     try:
-      images = [decode_image(m.data, f, image_size, image_mean, image_std) for m, f in zip(v.media, v.frame_indices)]
+      images = [_decode(m.data, f, processing) for m, f in zip(v.media, v.frame_indices)]
     except records_lib.RecordError as e:
       bad[e.reason] = bad.get(e.reason, 0) + 1
       continue

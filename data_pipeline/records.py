@@ -1,9 +1,10 @@
 """One record type for every behavior corpus, and its validation with reason codes.
 
-Every source reader (CBC parquet, BLIFT, tweets, generic JSONL, the embedded generator) maps its
-rows onto `ContentBehaviorRecord`: content (media, title, text, per-scene ASR/OCR/captions), the
-communicator (account, brand, followers), the time, and the receiver behavior (likes, views,
-upvotes, comments, per-scene replay values 0-100). A row that cannot become a clean record becomes
+Every source reader (CBC parquet, BLIFT, tweets, generic JSONL, LLaVA conversation JSON, the
+embedded generator) maps its rows onto `ContentBehaviorRecord`: content (media, title, text,
+per-scene ASR/OCR/captions, an instruction conversation), the communicator (account, brand,
+followers), the time, and the receiver behavior (likes, views, upvotes, comments, per-scene replay
+values 0-100). A row that cannot become a clean record becomes
 `Quarantined` with one reason code from `REASONS`; nothing is dropped silently and nothing raises.
 
 Readers convert raw values with the `as_*` helpers, which raise `RecordError(reason, detail)`;
@@ -32,12 +33,17 @@ REASONS: dict[str, str] = {
     "absurd_count": "a count is larger than any real platform produces",
     "out_of_range": "a replay value outside 0-100, or scenes/replays that do not line up",
     "bad_date": "the date is not ISO YYYY-MM-DD",
-    "empty_text": "the item has no text at all (title, description, text, ASR, OCR, captions)",
+    "empty_text": "the item has no text at all (title, description, text, ASR, OCR, captions), or an empty turn",
     "missing_media": "a referenced media file does not exist",
     "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
     "unsupported_media": "a media file decodes but in a mode we do not train on (CMYK, 16-bit, ...)",
     "huge_media": "a media file is too large in bytes or pixels",
+    "bad_role": "a conversation turn's speaker is not human or gpt (user / assistant are read as those)",
+    "bad_turn_order": "conversation turns do not alternate human, gpt, ... starting with human and ending with gpt",
+    "image_token_mismatch": "the <image> placeholders of a conversation do not match its media (one per item)",
 }
+IMAGE = "<image>"                 # the placeholder of one media item in conversation text
+ROLES = ("human", "gpt")          # conversation speakers, in the order their turns alternate
 
 # Larger than any real count (YouTube's most viewed video has ~1.6e10 views); 2**63 is a parsing bug.
 MAX_COUNT = 1e12
@@ -74,6 +80,9 @@ class Content:
   scenes: tuple[Scene, ...] = ()
   keywords: tuple[str, ...] = ()
   subreddit: str = ""
+  # Instruction data (LLaVA conversations): (role, text) turns, role in ROLES, alternating from
+  # "human"; the human turns hold one `<image>` per `media` item, in order. Empty for behavior corpora.
+  conversation: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +131,9 @@ class ContentBehaviorRecord:
         media=tuple(MediaRef(path=m["path"], kind=m.get("kind", "image")) for m in c.get("media", ())),
         scenes=tuple(Scene(asr=s.get("asr", ""), ocr=s.get("ocr", ""), captions=tuple(s.get("captions", ())),
                            start=s.get("start", 0.0), end=s.get("end", 0.0)) for s in c.get("scenes", ())),
-        keywords=tuple(c.get("keywords", ())), subreddit=c.get("subreddit", ""))
+        keywords=tuple(c.get("keywords", ())), subreddit=c.get("subreddit", ""),
+        # .get: data built before conversations existed has no such key
+        conversation=tuple((role, text) for role, text in c.get("conversation", ())))
     b = d.get("behavior", {})
     replay = b.get("replay")
     behavior = Behavior(likes=b.get("likes"), views=b.get("views"), upvotes=b.get("upvotes"),
@@ -255,12 +266,16 @@ def _validate(record: ContentBehaviorRecord, media_root) -> None:
     texts.update({f"scenes[{i}].captions[{j}]": t for j, t in enumerate(s.captions)})
   texts.update({f"comments[{i}]": t for i, t in enumerate(b.comments)})
   texts.update({f"keywords[{i}]": t for i, t in enumerate(c.keywords)})
+  for i, (role, text) in enumerate(c.conversation):
+    texts.update({f"conversation[{i}].role": role, f"conversation[{i}].text": text})
   for name, text in texts.items():
     as_text(text, name)
+  if c.conversation:
+    check_conversation(c.conversation, len(c.media))
   content_text = [c.title, c.description, c.text] + [
-      t for s in c.scenes for t in (s.asr, s.ocr, *s.captions)]
+      t for s in c.scenes for t in (s.asr, s.ocr, *s.captions)] + [t for _, t in c.conversation]
   if not any(t.strip() for t in content_text):
-    raise RecordError("empty_text", "title, description, text and all scene texts are empty")
+    raise RecordError("empty_text", "title, description, text, all scene texts and the conversation are empty")
   for name in ("likes", "views", "upvotes"):
     as_count(getattr(b, name), name)
   as_count(who.followers, "followers")
@@ -278,6 +293,28 @@ def _validate(record: ContentBehaviorRecord, media_root) -> None:
       raise RecordError("out_of_range", f"{len(b.replay)} replay values for {len(c.scenes)} scenes")
   for m in c.media:
     check_media(m, media_root)
+
+
+def check_conversation(conversation: tuple[tuple[str, str], ...], num_media: int) -> None:
+  """Raises RecordError unless the turns alternate human, gpt, ..., end with gpt, none is empty, and
+  the human turns hold exactly one `<image>` per media item (gpt turns none)."""
+  for i, (role, _) in enumerate(conversation):
+    if role not in ROLES:
+      raise RecordError("bad_role", f"conversation[{i}] is from {role!r:.30}, not one of {', '.join(ROLES)}")
+  for i, (role, text) in enumerate(conversation):
+    if role != ROLES[i % 2]:
+      raise RecordError("bad_turn_order", f"conversation[{i}] is {role}, expected {ROLES[i % 2]} "
+                        "(turns alternate human, gpt, starting with human)")
+    if not text.strip():
+      raise RecordError("empty_text", f"conversation[{i}] ({role}) is empty")
+    if role == "gpt" and IMAGE in text:
+      raise RecordError("image_token_mismatch", f"conversation[{i}] is a gpt turn holding {IMAGE}")
+  if conversation[-1][0] != "gpt":
+    raise RecordError("bad_turn_order", f"the last turn, conversation[{len(conversation) - 1}], is human: "
+                      "it has no answer")
+  placeholders = sum(text.count(IMAGE) for role, text in conversation if role == "human")
+  if placeholders != num_media:
+    raise RecordError("image_token_mismatch", f"{placeholders} {IMAGE} placeholders for {num_media} media items")
 
 
 def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:

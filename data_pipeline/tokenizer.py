@@ -11,6 +11,12 @@ user-defined pieces, so they are always one id and never split or merged with ne
   lacks at the end: `<image>` then `<pad>` (ids 32000 and 32001 for LLaMA, as in LLaVA-1.5 on HF).
 
 Identity normalisation without whitespace folding makes `decode(encode(x)) == x` for any text.
+Control and unknown pieces written in the text (`</s>`, as a conversation template ends each answer)
+are their ids, and the text around them is encoded piece by piece, as Hugging Face tokenizers treat
+special tokens (and as the exported tokenizer.json does).
+
+`load(path)` opens either kind: a directory with a Hugging Face `tokenizer.json` is the model's own
+tokenizer (`hf_tokenizer.HFTokenizer`), anything else a SentencePiece model.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
+from data_pipeline.hf_tokenizer import TOKENIZER_JSON, HFTokenizer
 from lcbm_jax.errors import UserError
 
 IMAGE_PIECE = "<image>"
@@ -38,15 +45,25 @@ class TextTokenizer(Protocol):
   """What the codec needs of a tokenizer, whatever library is behind it."""
   vocab_size: int
   unk_id: int
-  bos_id: int
   eos_id: int
   pad_id: int
   image_id: int
+  prefix_ids: tuple[int, ...]   # what the tokenizer puts before a text (LLaMA: <s>)
 
   def encode(self, text: str) -> list[int]: ...
   def encode_with_offsets(self, text: str) -> list[tuple[int, int, int]]: ...
   def decode(self, ids: Sequence[int]) -> str: ...
   def id_to_piece(self, i: int) -> str: ...
+  def save(self, out_dir: str | os.PathLike) -> str: ...
+
+
+def load(path: str | os.PathLike) -> "Tokenizer | HFTokenizer":
+  """The tokenizer at `path`: a Hugging Face directory (tokenizer.json), else a SentencePiece model
+  (a tokenizer.model file or its directory)."""
+  path = os.fspath(path)
+  if os.path.isdir(path) and os.path.isfile(os.path.join(path, TOKENIZER_JSON)):
+    return HFTokenizer.load(path)
+  return Tokenizer.load(path)
 
 
 class Tokenizer:
@@ -73,6 +90,10 @@ class Tokenizer:
     self.image_id = self._sp.piece_to_id(IMAGE_PIECE)
     if min(self.bos_id, self.eos_id) < 0:
       raise UserError("tokenizer model has no <s> or </s> piece; use a LLaMA-style SentencePiece model")
+    self.prefix_ids = (self.bos_id,)
+    # Pieces that text never produces but may name (`</s>` in a conversation): cut out, as HF does.
+    specials = [p.piece for p in proto.pieces if p.type in (_Piece.CONTROL, _Piece.UNKNOWN)]
+    self._special_re = re.compile("|".join(re.escape(p) for p in sorted(specials, key=len, reverse=True)))
 
   def __reduce__(self):
     # Grain workers receive the tokenizer by pickle; the (already extended) proto rebuilds it exactly.
@@ -121,7 +142,7 @@ class Tokenizer:
       raise UserError(f"{path} is not a SentencePiece model ({type(e).__name__}: {e})") from None
 
   def save(self, out_dir: str | os.PathLike) -> str:
-    """Writes `out_dir/tokenizer.model`; returns its path."""
+    """Writes `out_dir/tokenizer.model`; returns its path (what a checkpoint carries)."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, MODEL_FILENAME)
     with open(path + ".tmp", "wb") as f:
@@ -133,16 +154,34 @@ class Tokenizer:
   def model_proto(self) -> bytes:
     return self._proto_bytes
 
+  def save_hf(self, out_dir: str, image_token: str = IMAGE_PIECE) -> dict[str, int]:
+    """The Hugging Face tokenizer files of this model (export); returns bos/eos/pad_token_id."""
+    return write_hf_tokenizer(out_dir, self._proto_bytes, image_token)
+
   # -- encoding ----------------------------------------------------------------------------
 
   def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-    """Token ids of `text`; each "<image>" becomes the single id `image_id`."""
-    return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
+    """Token ids of `text`; each "<image>" becomes the single id `image_id`, each `</s>` eos."""
+    ids = [i for i, _, _ in self.encode_with_offsets(text)]
+    return [self.bos_id] * add_bos + ids + [self.eos_id] * add_eos
 
   def encode_with_offsets(self, text: str) -> list[tuple[int, int, int]]:
     """(id, first byte, end byte) per piece of `text`, byte offsets into its UTF-8 encoding; a
     zero-width piece (the dummy prefix, a leading byte-fallback piece) has first == end."""
-    return [(p.id, p.begin, p.end) for p in self._sp.encode(text, return_type="proto").pieces]
+    out, pos, base = [], 0, 0
+    for m in self._special_re.finditer(text):
+      out += self._encode_plain(text[pos:m.start()], base)
+      base += len(text[pos:m.start()].encode("utf-8"))
+      width = len(m.group().encode("utf-8"))
+      out.append((self._sp.piece_to_id(m.group()), base, base + width))
+      base += width
+      pos = m.end()
+    return out + self._encode_plain(text[pos:], base)
+
+  def _encode_plain(self, text: str, base: int) -> list[tuple[int, int, int]]:
+    if not text:
+      return []
+    return [(p.id, base + p.begin, base + p.end) for p in self._sp.encode(text, return_type="proto").pieces]
 
   def decode(self, ids: Sequence[int]) -> str:
     """Text of `ids`; control ids (bos, eos, pad) decode to nothing."""

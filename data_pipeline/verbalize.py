@@ -5,7 +5,21 @@ every template's exact text, so a change of wording must bump the version. `verb
 `Verbalized`: segments (only targets carry loss), the media behind each `<image>` in the text (in
 order), the `answer` the target states, and for option-scored tasks every candidate answer with its
 target text. `content_only=True` gives each task's control-arm twin: the same media and content with
-all behavior removed (the target is then content text).
+all behavior removed from prompt and target (likes, views, replays, upvotes, subscriber and follower
+counts, comments, `>>> BEHAVIOR <<<`), and a non-empty content target, per task:
+
+  behavior_simulation        the masked captions of every scene
+  kbft                       the masked captions of the window's scenes
+  content_simulation_choice  the same 25-way ASR choice, without the replay values
+  tweet_generation           the tweet, without its like level
+  behavior_understanding     replay: what a scene drawn at random shows (not the most replayed one);
+                             sentiment: the media description (else the post's text or title)
+  likes_high_low             the media description (else the tweet text, left out of the prompt)
+  blift                      the scene descriptions (the part before `>>> BEHAVIOR <<<`)
+  instruction                itself: a conversation holds no behavior
+
+`instruction` writes a LLaVA conversation (`records.Content.conversation`) as alternating human and
+gpt segments (loss on gpt turns only) with `TURN_SEPARATOR` segments between them; see `_instruction`.
 
 Each template's parser is written right after it and registered in `PARSERS` under the template's
 `answer_format`; `Verbalized.parse(text)` reads a target, or a model's generation, back into an
@@ -30,9 +44,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from data_pipeline.records import ContentBehaviorRecord, MediaRef
+from data_pipeline.records import IMAGE, ContentBehaviorRecord, MediaRef  # IMAGE: "<image>", one per media item
 
-IMAGE = "<image>"
 MASK = "[MASK]"
 BEHAVIOR_SEPARATOR = ">>> BEHAVIOR <<<"
 KBFT_K = (3, 5, 7, 11)
@@ -177,8 +190,8 @@ def compact_count(n: float) -> str:
 
 
 def likes_per_view(likes: float, views: float) -> str:
-  """"2.5%": likes as a share of views (views 0 -> "0.0%")."""
-  return f"{100.0 * likes / views if views else 0.0:.1f}%"
+  """"2.5%": likes as a share of views (views below 1, written "0", -> "0.0%": no infinite shares)."""
+  return f"{100.0 * likes / views if views >= 1 else 0.0:.1f}%"
 
 
 def _one_decimal(x: float) -> str:
@@ -220,12 +233,13 @@ def _evenly_spaced(n: int, k: int) -> list[int]:
   return sorted({int(round(i * (n - 1) / (k - 1))) for i in range(k)}) if k > 1 else [0]
 
 
-def _video_header(record: ContentBehaviorRecord) -> str:
+def _video_header(record: ContentBehaviorRecord, content_only: bool) -> str:
+  """Title, channel, date, description. The subscriber count is audience behavior: not in a twin."""
   c, who = record.content, record.communicator
   parts = [f"Video: {_clean(c.title)}." if c.title.strip() else "Video."]
   if who.brand or who.account:
     channel = _clean(who.brand or who.account)
-    if who.followers is not None:
+    if who.followers is not None and not content_only:
       channel += f" ({compact_count(who.followers)} subscribers)"
     parts.append(f"Channel: {channel}.")
   if record.time:
@@ -300,7 +314,7 @@ def _behavior_simulation(record, rng, visuals, content_only, ctx, **_):
   views and likes-per-view as written (rounded; `truth` holds them unrounded); content-only: the
   captions of every scene."""
   b = record.behavior
-  head = _video_header(record)
+  head = _video_header(record, content_only)
   if content_only:
     body = _scene_lines(record, visuals, lambda i, s: _scene_fields(s, replay=None, captions=MASK))
     prompt = head + body + "Describe the masked captions of every scene.\n"
@@ -321,7 +335,7 @@ def _behavior_simulation(record, rng, visuals, content_only, ctx, **_):
       share = likes_per_view(b.likes, b.views)
       answers.append(f"Likes-per-View: {share}")
       answer["likes_per_view"] = float(share[:-1])
-      truth["likes_per_view"] = 100.0 * b.likes / b.views if b.views else None
+      truth["likes_per_view"] = 100.0 * b.likes / b.views if b.views >= 1 else None
   prompt = head + body + (", ".join(tail) + "\n" if tail else "") + "Predict the masked behavior.\n"
   return _make("behavior_simulation", VERSIONS["behavior_simulation"], prompt, ", ".join(answers), visuals,
                answer, "behavior_simulation", truth=truth)
@@ -368,7 +382,7 @@ def _kbft(record, rng, visuals, content_only, ctx, regime="train", k=None, **_):
   b, scenes = record.behavior, record.content.scenes
   lo, hi = kbft_window(len(scenes), rng, regime, k)
   masked = tuple(range(lo, hi))
-  head = _video_header(record)
+  head = _video_header(record, content_only)
   if content_only:
     body = _scene_lines(record, visuals, lambda i, s: _scene_fields(
         s, replay=None, captions=MASK if lo <= i < hi else ""))
@@ -422,7 +436,7 @@ def _content_simulation_choice(record, rng, visuals, content_only, ctx, **_):
   body = _scene_lines(record, visuals, lambda i, s: _scene_fields(
       s, replay=None if replay is None else str(replay[i]), asr=MASK if i == which else ""))
   listing = "".join(f"{j + 1}. {t}\n" for j, t in enumerate(options))
-  prompt = (_video_header(record) + body + f"Which option is the masked ASR of scene {which + 1}?\n"
+  prompt = (_video_header(record, content_only) + body + f"Which option is the masked ASR of scene {which + 1}?\n"
             + listing + "Answer: ")
   return _make("content_simulation_choice", VERSIONS["content_simulation_choice"], prompt, str(answer),
                visuals, answer, "choice", options=tuple((j, str(j)) for j in range(1, len(options) + 1)))
@@ -434,11 +448,12 @@ def parse_choice(text: str) -> int | None:
   return int(m.group(0)) if m else None
 
 
-def _tweet_header(record) -> str:
+def _tweet_header(record, content_only: bool) -> str:
+  """Brand, account, followers (audience behavior: not in a content-only twin), date."""
   who = record.communicator
   brand = _clean(who.brand or who.account)
   line = f"Given a tweet of {brand} posted by {_clean(who.account)}"
-  if who.followers is not None:
+  if who.followers is not None and not content_only:
     line += f" ({compact_count(who.followers)} followers)"
   if record.time:
     line += f" on {record.time}"
@@ -498,10 +513,11 @@ def _behavior_understanding(record, rng, visuals, content_only, ctx, kind=None, 
   version = VERSIONS["behavior_understanding"]
   if kind == "replay":
     replay = [_replay_int(v) for v in record.behavior.replay]
-    top = int(np.argmax(replay))
+    # The twin asks about a scene drawn at random: the most replayed one would be chosen by behavior.
+    top = int(rng.integers(len(replay))) if content_only else int(np.argmax(replay))
     scene = record.content.scenes[top]
     shows = _captions(scene) or _clean(scene.asr)
-    head = _video_header(record)
+    head = _video_header(record, content_only)
     if content_only:
       body = _scene_lines(record, visuals, lambda i, s: _scene_fields(s, replay=None, captions=None))
       prompt = head + body + f"What does scene {top + 1} show?\n"
@@ -567,15 +583,20 @@ def _post_header(record, visuals) -> str:
 # Twitter: high or low likes relative to the account's own likes.
 
 def _likes_high_low(record, rng, visuals, content_only, ctx, **_):
-  """answer: "high" | "low" (content-only: the media description)."""
+  """answer: "high" | "low" (content-only: the media description, or the tweet text when there is none)."""
   desc = _media_description(record)
   media = " ".join(p for p in (_post_media(visuals), f"{{{desc}}}" if desc and not content_only else "")
                    if p)
-  prompt = (_tweet_header(record) + f" Tweet: {_clean(record.content.text)}"
-            + (f" Media: {media}." if media else "") + "\n")
+  media_part = f" Media: {media}." if media else ""
+  prompt = _tweet_header(record, content_only) + f" Tweet: {_clean(record.content.text)}" + media_part + "\n"
   if content_only:
-    return _make("likes_high_low", VERSIONS["likes_high_low"], prompt + "Describe the media.\n", desc,
-                 visuals, desc)
+    if desc:
+      return _make("likes_high_low", VERSIONS["likes_high_low"], prompt + "Describe the media.\n", desc,
+                   visuals, desc)
+    # Nothing describes the media: the twin's content target is the tweet, left out of its prompt.
+    text = _clean(record.content.text)
+    return _make("likes_high_low", VERSIONS["likes_high_low"],
+                 _tweet_header(record, True) + media_part + "\nWrite the tweet.\n", text, visuals, text)
   level = ctx.like_levels.level(record)
   prompt += "Predict whether it will receive high or low likes.\n"
   options = tuple((lvl, f"This tweet has {lvl} likes.") for lvl in ("high", "low"))
@@ -621,7 +642,7 @@ def _blift(record, rng, visuals, content_only, ctx, **_):
   behavior = [description, BEHAVIOR_SEPARATOR]
   answer = {"description": description, "likes_percent": None, "upvotes": None}
   truth = {"likes_percent": None, "upvotes": b.upvotes}
-  if b.likes is not None and b.views:
+  if b.likes is not None and (b.views or 0) >= 1:   # a share of under one view would be infinite
     truth["likes_percent"] = lpc = 100.0 * b.likes / b.views
     behavior.append(f"The video will be liked by {lpc:.1f}% of viewers.")
     answer["likes_percent"] = float(f"{lpc:.1f}")
@@ -666,16 +687,53 @@ def parse_blift(text: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Instruction data (LLaVA conversations): every turn its own segment, loss on the gpt turns.
+
+TURN_SEPARATOR = Segment("\n", False)
+
+
+def _instruction(record, rng, visuals, content_only, ctx, **_):
+  """Segments, in order: human turn, separator, gpt turn (target), separator, human turn, ...
+  A turn's segment is its text exactly as the row gave it, stripped, with `<image>` where the row put
+  it; separators are `TURN_SEPARATOR` ("\n", not a target), the plain layout
+  "human\ngpt\nhuman\ngpt" that a conversation renderer drops. A video's `<image>` becomes one
+  `<image>` per selected keyframe, side by side; an item beyond `max_images` loses its `<image>`
+  (and the newline after it). answer: the gpt turns' text. No behavior: the twin is the same."""
+  del rng, content_only, ctx
+  media = record.content.media
+  # visuals: the first max_images items as stills, or one video's keyframes (see _visuals).
+  per_item = [len(visuals)] if len(media) == 1 else [int(k < len(visuals)) for k in range(len(media))]
+  placeholders = iter(per_item)
+
+  def expand(match):
+    n = next(placeholders, 0)   # placeholders beyond the media (an unvalidated record): dropped
+    return IMAGE * n + match.group(1) if n else ""
+
+  segments = []
+  for i, (role, text) in enumerate(record.content.conversation):
+    if role == "human":
+      text = re.sub(re.escape(IMAGE) + r"(\n?)", expand, text)
+      segments += ([TURN_SEPARATOR] if i else []) + [Segment(text.strip(), False), TURN_SEPARATOR]
+    else:
+      segments.append(Segment(text.strip(), True))
+  answer = "".join(s.text for s in segments if s.is_target)
+  return Verbalized(task="instruction", template_version=VERSIONS["instruction"], segments=tuple(segments),
+                    media=tuple(m for m, _, _ in visuals), frame_indices=tuple(f for _, f, _ in visuals),
+                    answer=answer, answer_format="text")
+
+
+# ---------------------------------------------------------------------------------------------
 # The task table.
 
 VERSIONS = {
-    "behavior_simulation": "lcbm-bsim-v1",
-    "kbft": "lcbm-kbft-v1",
-    "content_simulation_choice": "lcbm-csim25-v1",
+    "behavior_simulation": "lcbm-bsim-v2",
+    "kbft": "lcbm-kbft-v2",
+    "content_simulation_choice": "lcbm-csim25-v2",
     "tweet_generation": "lcbm-tweetgen-v1",
-    "behavior_understanding": "lcbm-bund-v1",
-    "likes_high_low": "lcbm-likes-hl-v1",
+    "behavior_understanding": "lcbm-bund-v2",
+    "likes_high_low": "lcbm-likes-hl-v2",
     "blift": "blift-conv-v1",
+    "instruction": "llava-conv-plain-v1",
 }
 
 
@@ -703,6 +761,7 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("blift", VERSIONS["blift"],
              lambda r, ctx: bool(r.behavior.comments) or r.behavior.upvotes is not None or _has_video_replay(r),
              _blift),
+    TaskSpec("instruction", VERSIONS["instruction"], lambda r, ctx: bool(r.content.conversation), _instruction),
 )}
 
 

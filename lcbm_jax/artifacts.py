@@ -13,7 +13,7 @@ import pathlib
 
 import jax
 
-from data_pipeline.tokenizer import Tokenizer
+from data_pipeline import tokenizer as tokenizer_lib
 from lcbm_jax import checkpoint as ckpt_lib
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
@@ -58,15 +58,15 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
   params-only checkpoint, or an exported Hugging Face LLaVA directory (via `export.hf`).
 
   Params land on `mesh` with the model's parameter shardings when given, else on the default device.
-  tokenizer is a `data_pipeline.tokenizer.Tokenizer`, or None when the checkpoint has none.
+  tokenizer is what `data_pipeline.tokenizer.load` returns, or None when the checkpoint has none.
   """
   path = pathlib.Path(path).absolute()
   if not path.exists():
     raise UserError(f"checkpoint path {path} does not exist")
   if hf.is_hf_dir(str(path)):
-    cfg, np_params, tokenizer_file = hf.load_llava(str(path))
-    params = jax.device_put(np_params, param_shardings(cfg, np_params, mesh))
-    return cfg, params, Tokenizer.load(tokenizer_file) if tokenizer_file else None
+    cfg, files, tokenizer = hf.open_llava(str(path))
+    params = hf.place_params(cfg, files, param_shardings(cfg, lcbm.abstract_params(cfg), mesh))
+    return cfg, params, tokenizer
   step_dir = resolve_step_dir(path)
   model_dict = ckpt_lib.read_json_item(step_dir, "model")
   if not model_dict:
@@ -76,9 +76,15 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
   shardings = param_shardings(cfg, expected, mesh)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), expected, shardings)
   params = ckpt_lib.restore_params(step_dir, abstract)
-  tokenizer_dir = step_dir / "tokenizer"
-  tokenizer = Tokenizer.load(tokenizer_dir) if (tokenizer_dir / "tokenizer.model").is_file() else None
-  return cfg, params, tokenizer
+  return cfg, params, step_tokenizer(step_dir)
+
+
+def step_tokenizer(step_dir):
+  """The tokenizer a checkpoint carries (`data_pipeline.tokenizer.load`), or None."""
+  tokenizer_dir = pathlib.Path(step_dir) / "tokenizer"
+  if not any((tokenizer_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+    return None
+  return tokenizer_lib.load(tokenizer_dir)
 
 
 def training_config(path) -> dict:

@@ -8,7 +8,8 @@ Step directory layout (`<workdir>/checkpoints/<step>/`):
   data/process_<i>.json   the data iterator's state of JAX process i (one file per process)
   config/metadata         the training config as JSON (`ConfigDict.to_dict()`)
   model/metadata          the model config as JSON (`dataclasses.asdict(LCBMConfig)`)
-  tokenizer/tokenizer.model  the SentencePiece model the run trained with
+  tokenizer/              the run's tokenizer, byte for byte: the SentencePiece tokenizer.model it trained,
+                          or the pretrained model's Hugging Face files (tokenizer.json, tokenizer_config.json, ...)
   manifest.json           {"format", "step_dir", "files": {relpath: {"size", "sha256"}}}: every file above,
                           written *after* the commit (tmp file + fsync + os.replace)
 
@@ -58,6 +59,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from data_pipeline import hf_tokenizer
 from lcbm_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -142,13 +144,22 @@ def _model_to_dict(model_cfg: Any) -> dict:
   return _config_to_dict(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dataclasses.asdict(model_cfg))
 
 
-def _tokenizer_files(tokenizer_dir) -> dict[str, bytes]:
-  if tokenizer_dir is None:
+def _tokenizer_files(tokenizer) -> dict[str, bytes]:
+  """The files of a tokenizer, to carry byte for byte: a tokenizer object, its directory (a Hugging
+  Face tokenizer's files, or a SentencePiece tokenizer.model), or a tokenizer.model path."""
+  if tokenizer is None:
     return {}
-  path = pathlib.Path(tokenizer_dir)
+  if hasattr(tokenizer, "files"):          # data_pipeline.hf_tokenizer.HFTokenizer
+    return dict(tokenizer.files)
+  if hasattr(tokenizer, "model_proto"):    # data_pipeline.tokenizer.Tokenizer (SentencePiece)
+    return {"tokenizer.model": tokenizer.model_proto}
+  path = pathlib.Path(tokenizer)
+  if path.is_dir() and (path / "tokenizer.json").is_file():
+    return {name: (path / name).read_bytes() for name in hf_tokenizer.FILES if (path / name).is_file()}
   model = path if path.is_file() else path / "tokenizer.model"
   if not model.is_file():
-    raise UserError(f"tokenizer not found: {model} does not exist; pass the directory holding tokenizer.model")
+    raise UserError(f"tokenizer not found: {model} does not exist; pass the directory holding tokenizer.model "
+                    "or a Hugging Face tokenizer.json")
   return {"tokenizer.model": model.read_bytes()}
 
 

@@ -98,3 +98,83 @@ def random_image(seed: int, size: tuple[int, int] = (45, 61)):
   from PIL import Image
   rng = np.random.default_rng(seed)
   return Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def default_sentencepiece_dir(out_dir: str, texts=TEXTS, vocab_size: int = 100) -> str:
+  """A SentencePiece model trained with default settings (unigram, nmt_nfkc, whitespace folding), as a
+  user would have one, in `out_dir/tokenizer.model`."""
+  import io
+
+  import sentencepiece as spm
+  os.makedirs(out_dir, exist_ok=True)
+  buf = io.BytesIO()
+  spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
+                                 minloglevel=2, num_threads=1)
+  with open(os.path.join(out_dir, "tokenizer.model"), "wb") as f:
+    f.write(buf.getvalue())
+  return out_dir
+
+
+def save_hf_llava_dir(out_dir: str, sp_dir: str, *, dtype: str = "float32", seed: int = 0,
+                      image_size: int = IMAGE_SIZE) -> str:
+  """A LLaVA directory as transformers writes it: LlamaTokenizer converted from the SentencePiece model
+  in `sp_dir` with `<image>` and `<pad>` added, a CLIP image processor, and a random tiny
+  LlavaForConditionalGeneration sized for that tokenizer, all through `save_pretrained`."""
+  torch = torch_setup()
+  from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlamaTokenizer, LlavaConfig,
+                            LlavaForConditionalGeneration, LlavaProcessor)
+  tok = LlamaTokenizer.from_pretrained(sp_dir)
+  tok.add_tokens(["<image>"], special_tokens=True)
+  tok.add_special_tokens({"pad_token": "<pad>"})
+  image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                       crop_size={"height": image_size, "width": image_size})
+  processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=PATCH,
+                             vision_feature_select_strategy="default", num_additional_image_tokens=1)
+  image_id = tok.convert_tokens_to_ids("<image>")
+  vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        image_size=image_size, patch_size=PATCH, projection_dim=16)
+  tc = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=len(tok), rms_norm_eps=1e-5, max_position_embeddings=1024,
+                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+  cfg = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=image_id,
+                    image_seq_length=(image_size // PATCH) ** 2)
+  model = LlavaForConditionalGeneration(cfg).eval()
+  gen = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      noise = torch.randn(p.shape, generator=gen)
+      p.copy_(1.0 + 0.2 * noise if "norm" in name and name.endswith("weight") else 0.15 * noise)
+  model.to(getattr(torch, dtype)).save_pretrained(out_dir)
+  processor.save_pretrained(out_dir)
+  return out_dir
+
+
+def _spread(model, seed: int):
+  torch = torch_setup()
+  gen = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      noise = torch.randn(p.shape, generator=gen)
+      p.copy_(1.0 + 0.2 * noise if "norm" in name and name.endswith("weight") else 0.15 * noise)
+  return model
+
+
+def save_clip_and_llama_dirs(root: str, sp_dir: str, *, seed: int = 0, image_size: int = IMAGE_SIZE):
+  """Separate pretrained towers as transformers saves them: a CLIPVisionModel with its image
+  processor, and a LlamaForCausalLM with the LlamaTokenizer converted from `sp_dir` (no `<image>`)."""
+  torch_setup()
+  from transformers import (CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM,
+                            LlamaTokenizer)
+  clip_dir, llama_dir = os.path.join(root, "clip"), os.path.join(root, "llama")
+  vc = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        image_size=image_size, patch_size=PATCH, projection_dim=16)
+  _spread(CLIPVisionModel(vc).eval(), seed).save_pretrained(clip_dir)
+  CLIPImageProcessor(size={"shortest_edge": image_size},
+                     crop_size={"height": image_size, "width": image_size}).save_pretrained(clip_dir)
+  tok = LlamaTokenizer.from_pretrained(sp_dir)
+  tc = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=len(tok), rms_norm_eps=1e-5, max_position_embeddings=1024,
+                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+  _spread(LlamaForCausalLM(tc).eval(), seed + 1).save_pretrained(llama_dir)
+  tok.save_pretrained(llama_dir)
+  return clip_dir, llama_dir

@@ -56,7 +56,11 @@ def test_predict_matches_transformers(exported):
                          pad_token_id=tok.pad_id)[0, inputs["input_ids"].shape[1]:].tolist()
   if tok.eos_id in ids:
     ids = ids[:ids.index(tok.eos_id)]
-  assert out["token_ids"] == ids and out["text"] == tok.decode(ids)
+  # The text is what transformers decodes from the directory's own tokenizer.json (byte-fallback pieces
+  # of invalid UTF-8 decode differently in SentencePiece); bos/eos/pad are dropped, role markers kept.
+  control = {tok.bos_id, tok.eos_id, tok.pad_id}
+  assert out["token_ids"] == ids
+  assert out["text"] == proc.tokenizer.decode([i for i in ids if i not in control], skip_special_tokens=False)
 
   r = _lcbm("predict", "--checkpoint", str(d / "model"), "--prompt", "Views:", "--max-new-tokens", "3")
   assert r.returncode == 0, r.stderr

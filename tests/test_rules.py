@@ -6,7 +6,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = ("lcbm_jax", "data_pipeline", "experiments")
-CODEC_OWNERS = {"data_pipeline/codec.py", "data_pipeline/tokenizer.py"}
+CODEC_OWNERS = {"data_pipeline/codec.py", "data_pipeline/tokenizer.py", "data_pipeline/hf_tokenizer.py"}
 # Tokenizer calls that turn text into ids, and the image-token expansion: the codec's job.
 ENCODERS = {"encode_with_offsets", "encode_segments", "expand_image_tokens", "encode_as_ids", "encode_as_pieces"}
 

@@ -46,7 +46,7 @@ GOLDEN = {
         'Scene 1: {Replay: 12%}, Scene 2: {Replay: 89%}, Scene 3: {Replay: 40%}, Scene 4: {Replay: 3%}, Views: 2.1 Million, Likes-per-View: 2.5%',
         {'replay': (12, 89, 40, 3), 'views': 2100000.0, 'likes_per_view': 2.5}, (0, 2, 3)),
     ('behavior_simulation', 'video', (), True): (
-        'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: [MASK]}\nScene 3: <image> {ASR: the end, Captions: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: [MASK]}\nDescribe the masked captions of every scene.\n',
+        'Video: Red ball fun. Channel: Acme. Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: [MASK]}\nScene 3: <image> {ASR: the end, Captions: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: [MASK]}\nDescribe the masked captions of every scene.\n',
         'Scene 1: {Captions: a red ball}, Scene 2: {Captions: a red ball moving fast}, Scene 3: {Captions: a blue square}, Scene 4: {Captions: a green star}',
         ('a red ball', 'a red ball moving fast', 'a blue square', 'a green star'), (0, 2, 3)),
     ('kbft', 'video', (('regime', 'train'),), False): (
@@ -54,7 +54,7 @@ GOLDEN = {
         'Scene 1: {Replay: 12%}, Scene 2: {Replay: 89%}, Scene 3: {Replay: 40%}, Scene 4: {Replay: 3%}',
         {'scenes': (0, 1, 2, 3), 'replay': (12, 89, 40, 3)}, (0, 2, 3)),
     ('kbft', 'video', (('regime', 'train'),), True): (
-        'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: [MASK]}\nScene 3: <image> {ASR: the end, Captions: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: [MASK]}\nPredict the masked captions.\n',
+        'Video: Red ball fun. Channel: Acme. Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: [MASK]}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: [MASK]}\nScene 3: <image> {ASR: the end, Captions: [MASK]}\nScene 4: <image> {ASR: bye now, Captions: [MASK]}\nPredict the masked captions.\n',
         'Scene 1: {Captions: a red ball}, Scene 2: {Captions: a red ball moving fast}, Scene 3: {Captions: a blue square}, Scene 4: {Captions: a green star}',
         {'scenes': (0, 1, 2, 3), 'captions': ('a red ball', 'a red ball moving fast', 'a blue square', 'a green star')}, (0, 2, 3)),
     ('kbft', 'video', (('regime', 'past'),), False): (
@@ -78,7 +78,7 @@ GOLDEN = {
         '18',
         18, (0, 2, 3)),
     ('content_simulation_choice', 'video', (), True): (
-        'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: a red ball}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: a red ball moving fast}\nScene 3: <image> {ASR: the end, Captions: a blue square}\nScene 4: <image> {ASR: [MASK], Captions: a green star}\nWhich option is the masked ASR of scene 4?\n1. option text 3\n2. option text 18\n3. option text 21\n4. option text 2\n5. option text 14\n6. option text 28\n7. option text 13\n8. option text 26\n9. option text 20\n10. option text 25\n11. option text 10\n12. option text 11\n13. option text 9\n14. option text 4\n15. option text 0\n16. option text 23\n17. option text 27\n18. bye now\n19. option text 12\n20. option text 22\n21. option text 24\n22. option text 29\n23. option text 15\n24. option text 19\n25. option text 7\nAnswer: ',
+        'Video: Red ball fun. Channel: Acme. Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball, Captions: a red ball}\nScene 2: {ASR: it bounces fast, OCR: SALE, Captions: a red ball moving fast}\nScene 3: <image> {ASR: the end, Captions: a blue square}\nScene 4: <image> {ASR: [MASK], Captions: a green star}\nWhich option is the masked ASR of scene 4?\n1. option text 3\n2. option text 18\n3. option text 21\n4. option text 2\n5. option text 14\n6. option text 28\n7. option text 13\n8. option text 26\n9. option text 20\n10. option text 25\n11. option text 10\n12. option text 11\n13. option text 9\n14. option text 4\n15. option text 0\n16. option text 23\n17. option text 27\n18. bye now\n19. option text 12\n20. option text 22\n21. option text 24\n22. option text 29\n23. option text 15\n24. option text 19\n25. option text 7\nAnswer: ',
         '18',
         18, (0, 2, 3)),
     ('tweet_generation', 'tweet', (), False): (
@@ -94,9 +94,9 @@ GOLDEN = {
         'Scene 2 is the most replayed (Replays: 89) because it shows a red ball moving fast.',
         2, (0, 2, 3)),
     ('behavior_understanding', 'video', (), True): (
-        'Video: Red ball fun. Channel: Acme (120k subscribers). Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball}\nScene 2: {ASR: it bounces fast, OCR: SALE}\nScene 3: <image> {ASR: the end}\nScene 4: <image> {ASR: bye now}\nWhat does scene 2 show?\n',
-        'Scene 2 shows a red ball moving fast.',
-        'a red ball moving fast', (0, 2, 3)),
+        'Video: Red ball fun. Channel: Acme. Date: 2024-03-05.\nDescription: A ball video\nScene 1: <image> {ASR: look at this ball}\nScene 2: {ASR: it bounces fast, OCR: SALE}\nScene 3: <image> {ASR: the end}\nScene 4: <image> {ASR: bye now}\nWhat does scene 4 show?\n',
+        'Scene 4 shows a green star.',
+        'a green star', (0, 2, 3)),
     ('behavior_understanding', 'post', (), False): (
         'Post by u_bob in r/pics.\nMedia: <image>\nTitle: My cat at sunset\nComments:\n1. so cute\n2. love the colors\n3. great shot\n4. boring <img> one\n5. wow\n6. sixth comment is dropped\nWhat is the overall sentiment of the comments, and why?\n',
         'Positive, because people wrote "so cute" and "love the colors".',
@@ -110,7 +110,7 @@ GOLDEN = {
         'This tweet has high likes.',
         'high', (0,)),
     ('likes_high_low', 'tweet', (), True): (
-        'Given a tweet of Acme posted by acme (5k followers) on 2024-01-02. Tweet: Our new red ball is here! Media: <image>.\nDescribe the media.\n',
+        'Given a tweet of Acme posted by acme on 2024-01-02. Tweet: Our new red ball is here! Media: <image>.\nDescribe the media.\n',
         'a red ball on a white background, keywords: ball, red',
         'a red ball on a white background, keywords: ball, red', (0,)),
     ('blift', 'video', (), False): (
@@ -163,7 +163,8 @@ def test_golden(key):
 
 def test_every_task_and_twin_has_a_golden_case():
   covered = {(k[0], k[3]) for k in GOLDEN}
-  assert covered == {(t, co) for t in verbalize.TASKS for co in (False, True)}
+  # instruction: a multi-segment conversation, pinned segment by segment in tests/test_instruction_data.py.
+  assert covered == {(t, co) for t in verbalize.TASKS if t != "instruction" for co in (False, True)}
 
 
 def test_content_only_twins_carry_no_behavior():

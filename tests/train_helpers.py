@@ -47,14 +47,15 @@ def synthetic_batch(config, seed: int) -> dict:
   return batch
 
 
-def built_corpus(root) -> str:
-  """A small generated corpus built to ArrayRecord under `root`; returns the data dir."""
+def built_corpus(root, instructions: bool = False) -> str:
+  """A small generated corpus built to ArrayRecord under `root` (with its LLaVA-JSON instruction rows
+  when `instructions`); returns the data dir."""
   import os
 
   from data_pipeline import commands, world
   counts = {("cbc", "train"): 40, ("cbc", "test"): 8, ("blift", "train"): 4, ("blift", "test"): 2,
             ("tweets", "train"): 80, ("tweets", "test_time"): 16, ("tweets", "test_brand"): 4}
   corpus, data = os.path.join(root, "corpus"), os.path.join(root, "data")
-  world.generate(corpus, seed=0, progress=False, counts=counts)
+  world.generate(corpus, seed=0, progress=False, counts=counts, instructions=instructions)
   commands.build_corpus("behavior_world", corpus, data)
   return data

@@ -19,6 +19,7 @@ SOURCES = {
     "blift": "data_pipeline.sources.blift",
     "tweets": "data_pipeline.sources.tweets",
     "jsonl": "data_pipeline.sources.jsonl",
+    "llava_json": "data_pipeline.sources.llava_json",
     "behavior_world": "data_pipeline.sources.behavior_world",
 }
 

@@ -80,6 +80,21 @@ def _number(value: Any, field: str) -> float:
   return float(value)
 
 
+def _conversation(value: Any) -> tuple[tuple[str, str], ...]:
+  """`content.conversation`: [[role, text], ...] as `to_dict` writes it (checked by `records.validate`)."""
+  if value is None:
+    return ()
+  if not isinstance(value, list):
+    raise rec.RecordError("wrong_type", f"content.conversation is {type(value).__name__}, expected a list")
+  turns = []
+  for i, turn in enumerate(value):
+    if not (isinstance(turn, list) and len(turn) == 2):
+      raise rec.RecordError("wrong_type", f"content.conversation[{i}] is not a [role, text] pair")
+    turns.append((rec.as_text(turn[0], f"conversation[{i}].role", required=True),
+                  rec.as_text(turn[1], f"conversation[{i}].text", required=True)))
+  return tuple(turns)
+
+
 def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
   """Generic schema row -> record; raises RecordError on a bad field."""
   rid = rec.as_text(row.get("record_id"), "record_id", required=True)
@@ -94,7 +109,7 @@ def record_from_row(row: dict[str, Any]) -> rec.ContentBehaviorRecord:
       title=rec.as_text(c.get("title"), "title"), description=rec.as_text(c.get("description"), "description"),
       text=rec.as_text(c.get("text"), "text"), media=media_refs(c.get("media"), "content.media"),
       scenes=tuple(scenes), keywords=rec.as_text_list(c.get("keywords"), "keywords"),
-      subreddit=rec.as_text(c.get("subreddit"), "subreddit"))
+      subreddit=rec.as_text(c.get("subreddit"), "subreddit"), conversation=_conversation(c.get("conversation")))
   w = rec.as_mapping(row.get("communicator"), "communicator")
   followers = rec.as_count(w.get("followers"), "followers")
   who = rec.Communicator(account=rec.as_text(w.get("account"), "account"), brand=rec.as_text(w.get("brand"), "brand"),

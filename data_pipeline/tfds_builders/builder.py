@@ -1,7 +1,7 @@
 """The TFDS builder every corpus shares: validated records -> ArrayRecord shards, no TensorFlow needed.
 
-Each source has its own folder (`cbc/`, `blift/`, `tweets/`, `jsonl/`) with a thin subclass that
-names the reader; this module holds what they share:
+Each source has its own folder (`cbc/`, `blift/`, `tweets/`, `jsonl/`, `llava_json/`) with a thin
+subclass that names the reader; this module holds what they share:
 
 - features: the record as JSON text (`ContentBehaviorRecord.to_dict`), and its media as encoded
   bytes (`Tensor(shape=(), dtype=object)`, one per `content.media` entry, in order). No
@@ -54,7 +54,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Builds one corpus; `splits` maps a split name to its `SplitInput`."""
 
   SOURCE = ""        # module name under data_pipeline/sources/ whose `read` parses the input
-  FILE_SUFFIX = ""   # input file suffix when --input is a directory of split files
+  FILE_SUFFIX: str | tuple[str, ...] = ""   # input file suffix(es) when --input is a directory of split files
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Records as JSON text, media as encoded bytes."}
 
@@ -218,10 +218,12 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
                  media_root: str | None) -> dict[str, SplitInput]:
   """Split name -> item reader. A directory gives one split per `<split><suffix>` file in it; a file
   gives the split its name says (train, test, test_time, ...) or `train`."""
+  suffixes = builder_cls.FILE_SUFFIX if isinstance(builder_cls.FILE_SUFFIX, tuple) else (builder_cls.FILE_SUFFIX,)
   if os.path.isdir(input_path):
-    files = sorted(os.path.join(input_path, f) for f in os.listdir(input_path) if f.endswith(builder_cls.FILE_SUFFIX))
+    files = sorted(os.path.join(input_path, f) for f in os.listdir(input_path) if f.endswith(suffixes))
     if not files:
-      raise UserError(f"{input_path} holds no *{builder_cls.FILE_SUFFIX} files for source {builder_cls.SOURCE}")
+      raise UserError(f"{input_path} holds no {' or '.join('*' + x for x in suffixes)} files for source "
+                      f"{builder_cls.SOURCE}")
   elif os.path.isfile(input_path):
     files = [input_path]
   else:
@@ -229,11 +231,12 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
   read = importlib.import_module(f"data_pipeline.sources.{builder_cls.SOURCE}").read
   splits = {}
   for file in files:
-    stem = os.path.basename(file)[:-len(builder_cls.FILE_SUFFIX)] if file.endswith(builder_cls.FILE_SUFFIX) else ""
+    suffix = next((x for x in suffixes if file.endswith(x)), None)
+    stem = os.path.basename(file)[:-len(suffix)] if suffix else ""
     split = stem if re.fullmatch(r"(train|validation|test)(_\w+)?", stem) else "train"
     if len(files) > 1 and split == "train" and stem != "train":
-      raise UserError(f"{file}: cannot tell its split; name split files train{builder_cls.FILE_SUFFIX}, "
-                      f"test{builder_cls.FILE_SUFFIX}, ...")
+      raise UserError(f"{file}: cannot tell its split; name split files train{suffixes[0]}, "
+                      f"test{suffixes[0]}, ...")
     if split in splits:
       raise UserError(f"two input files for split {split!r} in {input_path}")
     root = media_root or os.path.dirname(os.path.abspath(file))

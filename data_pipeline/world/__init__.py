@@ -8,12 +8,15 @@
   DIR/blift/media/<id>.png
   DIR/tweets/{train,test_time,test_brand}.jsonl   brand tweets (time-split and brand-split test sets)
   DIR/tweets/media/<id>.jpg
+  DIR/llava/{train,test}.json             instruction rows about the videos' and posts' media, LLaVA's
+                                          conversation JSON; media paths relative to DIR (`instructions`)
   DIR/latent.jsonl                        hidden labels per record_id (tone, topic, memorability)
   DIR/manifest.json                       seed, size, version, files and record counts
   DIR/README.md
 
 `audience` holds what the world contains and the hidden audience model, `media` the drawing,
-`items` one record of each schema, `writers` the files, `latent` reading the hidden labels back.
+`items` one record of each schema, `instructions` the conversations about their media, `writers`
+the files, `latent` reading the hidden labels back.
 `data_pipeline.sources.behavior_world` reads a generated directory through the public-schema readers.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from data_pipeline.world import instructions as instructions_lib
 from data_pipeline.world import writers
 from data_pipeline.world.audience import (HELD_OUT_BRANDS, OBJECT_APPEAL, TONE_COMMENTS, TONES, TOPICS,
                                           make_accounts, tone_probe_openings)
@@ -38,7 +42,8 @@ __all__ = ["GENERATOR_VERSION", "IMAGE_SIZE", "LATENT_FILE", "MANIFEST_FILE", "M
            "OBJECT_APPEAL", "SIZES", "TONES", "TONE_COMMENTS", "TOPICS", "find_latent", "generate",
            "load_latent", "tone_probe_openings", "write_cbc_parquet"]
 
-GENERATOR_VERSION = "behavior-world-v2"
+# v3: + llava/{train,test}.json instruction rows and the manifest's "instructions" (other files as in v2).
+GENERATOR_VERSION = "behavior-world-v3"
 SIZES = {  # records per (source, split)
     "small": {("cbc", "train"): 360, ("cbc", "test"): 60, ("blift", "train"): 300, ("blift", "test"): 60,
               ("tweets", "train"): 700, ("tweets", "test_time"): 120, ("tweets", "test_brand"): 120},
@@ -49,20 +54,27 @@ TIME_SPLIT_DAY = 930   # tweets after this day form the time-split test set
 
 
 def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool = True,
-             counts: dict[tuple[str, str], int] | None = None) -> dict[str, Any]:
+             counts: dict[tuple[str, str], int] | None = None, instructions: bool | None = None) -> dict[str, Any]:
   """Writes the corpus under `out_dir`; returns the manifest. Same seed and size -> same bytes.
-  `counts` overrides the records per (source, split) of `size` (tests use a few records)."""
+  `counts` overrides the records per (source, split) of `size` (tests use a few records).
+  `instructions`: write llava/{train,test}.json; by default yes for a named size, no with `counts`
+  (a test gets the files it asks for)."""
   if size not in SIZES:
     raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+  if instructions is None:
+    instructions = counts is None
   counts = {**SIZES[size], **(counts or {})}
   for sub in ("cbc/media", "blift/media", "tweets/media"):
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   root = np.random.SeedSequence([seed, 20240917])
-  # One independent stream per (source); items draw from their source's stream in order.
-  s_acc, s_cbc, s_blift, s_tw = (np.random.default_rng(s) for s in root.spawn(4))
+  # One independent stream per (source); items draw from their source's stream in order. The
+  # instruction stream is spawned fifth, so the first four (and their files) are those of v2.
+  s_acc, s_cbc, s_blift, s_tw, s_inst = (np.random.default_rng(s) for s in root.spawn(5))
   accounts = make_accounts(s_acc)
   latent_rows: list[dict[str, Any]] = []
   files: list[dict[str, Any]] = []
+  # split -> (is a video, record id, media path relative to out_dir, scenes): what instruction rows describe
+  described: dict[str, list[tuple[bool, str, str, list]]] = {"train": [], "test": []}
   total = sum(counts.values())
   bar = tqdm(total=total, desc="generate", file=sys.stderr, disable=not progress)
 
@@ -71,9 +83,10 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     rows = []
     for _ in range(counts[("cbc", split)]):
       acc = accounts[int(s_cbc.integers(len(accounts)))]
-      row, gif, latent = make_video(idx, acc, s_cbc)
+      row, gif, latent, specs = make_video(idx, acc, s_cbc)
       writers.write_bytes(os.path.join(out_dir, "cbc", row["media_path"]), gif)
       rows.append(row)
+      described[split].append((True, row["video_id"], f"cbc/{row['media_path']}", specs))
       latent_rows.append({"record_id": row["video_id"], "source": "cbc", "split": split, **latent})
       idx += 1
       bar.update()
@@ -84,9 +97,10 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
   for split in ("train", "test"):
     rows = []
     for _ in range(counts[("blift", split)]):
-      row, png, latent = make_post(idx, s_blift)
+      row, png, latent, specs = make_post(idx, s_blift)
       writers.write_bytes(os.path.join(out_dir, "blift", row["url"]), png)
       rows.append(row)
+      described[split].append((False, row["id"], f"blift/{row['url']}", specs))
       latent_rows.append({"record_id": row["id"], "source": "blift", "split": split, **latent})
       idx += 1
       bar.update()
@@ -103,7 +117,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
              (held[int(s_tw.integers(len(held)))] for _ in range(counts[("tweets", "test_brand")]))])
   by_split: dict[str, list[dict[str, Any]]] = {"train": [], "test_time": [], "test_brand": []}
   for i, (split, acc, day) in enumerate(plan):
-    row, jpg, latent = make_tweet(i, acc, day, s_tw)
+    row, jpg, latent, _ = make_tweet(i, acc, day, s_tw)
     writers.write_bytes(os.path.join(out_dir, "tweets", row["media"][0]), jpg)
     by_split[split].append(row)
     latent_rows.append({"record_id": row["id"], "source": "tweets", "split": split, **latent})
@@ -114,11 +128,23 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     writers.write_jsonl(rows, os.path.join(out_dir, "tweets", f"{split}.jsonl"))
     files.append({"source": "tweets", "split": split, "path": f"tweets/{split}.jsonl", "count": len(rows)})
 
+  # Instruction rows: listed apart from `files` (they are not behavior records; their media are the
+  # videos' and posts', so their media root is the corpus directory, as LLaVA's image folder).
+  conversations: list[dict[str, Any]] = []
+  if instructions:
+    os.makedirs(os.path.join(out_dir, "llava"), exist_ok=True)
+    for split, items in described.items():
+      rows = [instructions_lib.video_row(i, path, specs, s_inst) if video
+              else instructions_lib.image_row(i, path, specs[0], s_inst) for video, i, path, specs in items]
+      writers.write_json(rows, os.path.join(out_dir, "llava", f"{split}.json"))
+      conversations.append({"source": "llava_json", "split": split, "path": f"llava/{split}.json",
+                            "count": len(rows), "media_root": "."})
+
   writers.write_jsonl(latent_rows, os.path.join(out_dir, LATENT_FILE))
   manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": IMAGE_SIZE,
               "size": size if counts == SIZES[size] else "custom",
-              "files": files, "latent": LATENT_FILE, "total_records": total,
+              "files": files, "instructions": conversations, "latent": LATENT_FILE, "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
   writers.write_manifest(out_dir, manifest)
-  writers.write_readme(out_dir, seed, size, total, files)
+  writers.write_readme(out_dir, seed, size, total, files + conversations)
   return manifest

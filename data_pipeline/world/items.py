@@ -1,7 +1,8 @@
 """One record of each public schema: a CBC video, a BLIFT Reddit post, a brand tweet.
 
 Each maker draws the record's hidden tone and topic, its scenes, media and behavior from one rng
-stream, and returns (row in the source's schema, media bytes, latent labels). Captions and ASR say
+stream, and returns (row in the source's schema, media bytes, latent labels, the scenes drawn: the
+ground truth the instruction rows of `instructions` ask about). Captions and ASR say
 what is shown (object, colour, motion, brightness), never the tone; the topic sets which objects
 appear and the title vocabulary.
 """
@@ -35,7 +36,7 @@ TWEET_OPENERS = ("Meet our", "Say hello to the", "New drop: the", "Today we shar
 START_DATE = np.datetime64("2022-01-01")
 DAYS = 1095
 
-Item = tuple[dict[str, Any], bytes, dict[str, Any]]   # (schema row, media bytes, latent labels)
+Item = tuple[dict[str, Any], bytes, dict[str, Any], list[SceneSpec]]   # (schema row, media bytes, latent, scenes)
 
 
 def _pick_object(topic: str, rng: np.random.Generator) -> str:
@@ -48,13 +49,13 @@ def _pick_colour(rng: np.random.Generator) -> str:
   return list(COLOURS)[int(rng.integers(len(COLOURS)))]
 
 
-def _caption(spec: SceneSpec, with_motion: bool = True) -> str:
+def caption(spec: SceneSpec, with_motion: bool = True) -> str:
   """E.g. "a red star moving fast, bright" (short: a video verbalization must fit a 512-token row)."""
   motion = f" {MOTION_CAPTION[spec.motion]}" if with_motion else ""
-  return f"{_article(spec.colour)} {spec.colour} {spec.obj}{motion}, {'bright' if spec.bright else 'dark'}"
+  return f"{article(spec.colour)} {spec.colour} {spec.obj}{motion}, {'bright' if spec.bright else 'dark'}"
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
   return "an" if word[0] in "aeiou" else "a"
 
 
@@ -63,7 +64,7 @@ def _date(day: int) -> str:
 
 
 def make_video(i: int, acc: Account, rng: np.random.Generator) -> Item:
-  """A CBC row (dict), its GIF bytes and latent labels."""
+  """A CBC row (dict), its GIF bytes, latent labels and scenes."""
   tone, topic = TONES[int(rng.integers(4))], list(TOPICS)[int(rng.integers(4))]
   n = int(rng.integers(MIN_SCENES, MAX_SCENES + 1))
   specs = [SceneSpec(_pick_object(topic, rng), _pick_colour(rng), MOTIONS[int(rng.integers(3))],
@@ -98,7 +99,7 @@ def make_video(i: int, acc: Account, rng: np.random.Generator) -> Item:
       "asr_grouped": [[t] for t in asr],
       "ocr": ocr,
       "blip2_annotations": {"actions": [MOTION_CAPTION[s.motion] for s in specs],
-                            "captions": [_caption(s) for s in specs],
+                            "captions": [caption(s) for s in specs],
                             "objects": [s.obj for s in specs]},
       "replay_graphs": {"original_marker_duration": float(sum(durations)) / max(1, len(markers)),
                         "processed_marker_duration": 1.0, "multiplier": 1.0, "markers": markers},
@@ -111,11 +112,11 @@ def make_video(i: int, acc: Account, rng: np.random.Generator) -> Item:
   }
   gif = media.encode(frames, "GIF", [int(d * 1000) for d in durations])
   latent = {"tone": tone, "topic": topic, "memorability": memorability(specs, rng)}
-  return row, gif, latent
+  return row, gif, latent, specs
 
 
 def make_post(i: int, rng: np.random.Generator) -> Item:
-  """A BLIFT Reddit row, its PNG bytes and latent labels."""
+  """A BLIFT Reddit row, its PNG bytes, latent labels and its one scene."""
   tone, topic = TONES[int(rng.integers(4))], list(TOPICS)[int(rng.integers(4))]
   spec = SceneSpec(_pick_object(topic, rng), _pick_colour(rng), MOTIONS[int(rng.integers(3))],
                    bool(rng.uniform() < 0.5))
@@ -128,12 +129,12 @@ def make_post(i: int, rng: np.random.Generator) -> Item:
   row = {"id": pid, "url": f"media/{pid}.png", "permalink": f"/r/pics/comments/{pid}/",
          "title": f"My {spec.colour} {spec.obj}, {words[int(rng.integers(4))]} edition",
          "subreddit": "pics", "comments": comments, "num_comments": len(comments), "score": score,
-         "caption": _caption(spec), "created_utc": _date(int(rng.integers(DAYS)))}
-  return row, png, {"tone": tone, "topic": topic, "memorability": memorability([spec], rng)}
+         "caption": caption(spec), "created_utc": _date(int(rng.integers(DAYS)))}
+  return row, png, {"tone": tone, "topic": topic, "memorability": memorability([spec], rng)}, [spec]
 
 
 def make_tweet(i: int, acc: Account, day: int, rng: np.random.Generator) -> Item:
-  """A tweet row, its JPEG bytes and latent labels."""
+  """A tweet row, its JPEG bytes, latent labels and its one scene."""
   tone, topic = TONES[int(rng.integers(4))], list(TOPICS)[int(rng.integers(4))]
   spec = SceneSpec(_pick_object(topic, rng), _pick_colour(rng), "still", bool(rng.uniform() < 0.5))
   jpg = media.encode([media.draw_scene(spec, tone, int(rng.integers(5)), rng)], "JPEG")
@@ -143,6 +144,6 @@ def make_tweet(i: int, acc: Account, day: int, rng: np.random.Generator) -> Item
   tid = f"t{i:06d}"
   row = {"id": tid, "account": acc.handle, "brand": acc.brand, "followers": acc.followers, "date": _date(day),
          "text": f"{opener} {spec.colour} {spec.obj}! {words[int(rng.integers(4))].capitalize()} with {acc.brand}.",
-         "media": [f"media/{tid}.jpg"], "media_caption": _caption(spec, with_motion=False),
+         "media": [f"media/{tid}.jpg"], "media_caption": caption(spec, with_motion=False),
          "media_keywords": [spec.colour, spec.obj], "likes": likes}
-  return row, jpg, {"tone": tone, "topic": topic, "memorability": memorability([spec], rng)}
+  return row, jpg, {"tone": tone, "topic": topic, "memorability": memorability([spec], rng)}, [spec]

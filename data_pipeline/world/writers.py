@@ -1,4 +1,5 @@
-"""Writing the generated corpus' files: CBC parquet, JSON lines (BLIFT, tweets, latent), media, manifest, README."""
+"""Writing the generated corpus' files: CBC parquet, JSON lines (BLIFT, tweets, latent), LLaVA JSON, media,
+manifest, README."""
 from __future__ import annotations
 
 import json
@@ -42,6 +43,12 @@ def write_jsonl(rows: list[dict[str, Any]], path: str) -> None:
       f.write(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def write_json(rows: list[dict[str, Any]], path: str) -> None:
+  """One JSON list, a row per line (LLaVA's files are one list; this layout keeps them diffable)."""
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rows) + "\n]\n")
+
+
 def write_bytes(path: str, data: bytes) -> None:
   with open(path, "wb") as f:
     f.write(data)
@@ -69,6 +76,8 @@ Written by `lcbm data generate` from a hidden audience model; see the README's d
 |---|---|---|---|
 {table}
 
-Media lie under each source's `media/` folder. `latent.jsonl` holds hidden evaluation labels
-(tone, topic, memorability) keyed by record_id: never train on them.
+Media lie under each source's `media/` folder; `llava/*.json` (source `llava_json`), when listed,
+holds LLaVA conversations about the videos' and posts' media, paths relative to this directory.
+`latent.jsonl` holds hidden evaluation labels (tone, topic, memorability) keyed by record_id:
+never train on them.
 """

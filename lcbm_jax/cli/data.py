@@ -25,7 +25,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.set_defaults(run=_generate)
 
   p = dsub.add_parser("build", help="parse + validate a corpus into TFDS ArrayRecord shards")
-  p.add_argument("--source", required=True, choices=("cbc", "blift", "tweets", "jsonl", "behavior_world"))
+  p.add_argument("--source", required=True, choices=("cbc", "blift", "tweets", "jsonl", "llava_json", "behavior_world"))
   p.add_argument("--input", required=True, help="corpus file or directory")
   p.add_argument("--out", required=True, help="TFDS data_dir to write")
   p.add_argument("--media-root", default=None, help="where relative media paths resolve (default: next to --input)")

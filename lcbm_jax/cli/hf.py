@@ -16,7 +16,7 @@ import sys
 
 import jax
 
-from lcbm_jax import artifacts, checkpoint
+from lcbm_jax import artifacts, checkpoint, hub
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
 
@@ -29,10 +29,15 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help="default: the checkpoint's param dtype")
     parser.set_defaults(run=_export)
   else:
-    parser.add_argument("--hf-dir", default=None, help="LlavaForConditionalGeneration directory")
-    parser.add_argument("--vision-dir", default=None, help="CLIP vision directory (with --llm-dir)")
+    parser.add_argument("--hf-dir", default=None,
+                        help="LlavaForConditionalGeneration directory, or a Hugging Face Hub id such as "
+                        "llava-hf/llava-1.5-7b-hf[@REVISION] (fetched into the Hub cache; offline: from it)")
+    parser.add_argument("--vision-dir", default=None,
+                        help="CLIP vision directory or Hub id, e.g. openai/clip-vit-large-patch14-336 "
+                        "(with --llm-dir)")
     parser.add_argument("--llm-dir", default=None,
-                        help="Llama directory (with --vision-dir); a new projector is initialised")
+                        help="Llama directory or Hub id, e.g. lmsys/vicuna-7b-v1.5 (with --vision-dir); "
+                        "a new projector is initialised")
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=0, help="projector initialisation seed (CLIP + Llama import)")
     parser.set_defaults(run=_import)
@@ -61,10 +66,13 @@ def _import(args) -> int:
   if (args.hf_dir is None) == (not pair) or (pair and (args.vision_dir is None or args.llm_dir is None)):
     raise UserError("pass either --hf-dir (a LLaVA directory) or both --vision-dir and --llm-dir")
   _check_new_dir(args.out)
+  # Hub ids become their cached snapshot (downloaded if needed) only once --out is known to be good.
   if args.hf_dir is not None:
-    cfg, params, tokenizer_file = hf.load_llava(args.hf_dir)
+    cfg, params, tokenizer_file = hf.load_llava(hub.resolve(args.hf_dir, what="--hf-dir"))
   else:
-    cfg, params, tokenizer_file = hf.load_clip_llama(args.vision_dir, args.llm_dir, seed=args.seed)
+    vision_dir = hub.resolve(args.vision_dir, what="--vision-dir")
+    llm_dir = hub.resolve(args.llm_dir, what="--llm-dir")
+    cfg, params, tokenizer_file = hf.load_clip_llama(vision_dir, llm_dir, seed=args.seed)
   if tokenizer_file is None:
     print("lcbm: warning: no tokenizer.model found; the checkpoint has no tokenizer (predict/score need one)",
           file=sys.stderr)

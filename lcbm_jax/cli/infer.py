@@ -6,7 +6,7 @@
 `--checkpoint` is anything `artifacts.load_for_inference` accepts: a training workdir, one step's
 directory, a params-only checkpoint (`lcbm import-hf --out`), or an exported Hugging Face LLaVA
 directory. Each `<image>` in the prompt takes the next `--image FILE`, preprocessed the way
-transformers' CLIPImageProcessor does for LLaVA (`inference_images.load_images`), so an exported
+transformers' CLIPImageProcessor does for LLaVA (`inference_images.load_model_images`), so an exported
 model gives the same answer in both frameworks. Prompts get a leading BOS, as LLaVA's tokenizer adds one.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax
 from data_pipeline.codec import Codec
 from lcbm_jax import artifacts, inference
 from lcbm_jax.errors import UserError
-from lcbm_jax.inference_images import load_images
+from lcbm_jax.inference_images import load_model_images
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def _predict(args) -> int:
   cfg, params, codec = _load(args.checkpoint)
   prompt = codec.prompt_ids(args.prompt)
   _check_image_count(codec, prompt, args.image)
-  images = load_images(args.image, cfg.vision.image_size, cfg.image_mean, cfg.image_std)
+  images = load_model_images(args.image, cfg)
   new = inference.generate(cfg, params, [prompt], images, max_new_tokens=args.max_new_tokens,
                            eos_id=codec.tokenizer.eos_id, temperature=args.temperature, top_p=args.top_p,
                            rng=jax.random.key(args.seed))[0]
@@ -90,7 +90,7 @@ def _score(args) -> int:
   if not len(cont):
     raise UserError(f"--continuation {args.continuation!r} has no token of its own; give it some text")
   cont = [int(i) for i in cont]
-  images = load_images(args.image, cfg.vision.image_size, cfg.image_mean, cfg.image_std)
+  images = load_model_images(args.image, cfg)
   scores = inference.score(cfg, params, [prompt], [cont], images)
   total, per_token = float(scores.total[0]), [float(x) for x in scores.per_token[0]]
   result = {"logprob": total, "num_tokens": len(cont), "mean_logprob": total / len(cont),

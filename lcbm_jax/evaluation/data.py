@@ -32,7 +32,8 @@ class EvalData:
     for e in pipeline.eval_examples(
         self.data_dir, split, task, codec=self.codec, image_size=self.cfg.vision.image_size,
         image_mean=self.cfg.image_mean, image_std=self.cfg.image_std, max_images=self.cfg.max_images,
-        **options):
+        image_shortest_edge=self.cfg.image_shortest_edge, image_resample=self.cfg.image_resample,
+        image_pad_to_square=self.cfg.image_pad_to_square, **options):
       if where is None or where(e):
         out.append(e)
       if self.max_examples is not None and len(out) >= self.max_examples:

@@ -24,7 +24,10 @@ import ml_dtypes
 import numpy as np
 import safetensors.numpy
 
+from data_pipeline import chat, hf_tokenizer
+from data_pipeline import images as images_lib
 from data_pipeline import tokenizer as tokenizer_lib
+from lcbm_jax import inference_images
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
 
@@ -113,6 +116,7 @@ _LLAMA_ALIASES = (("model.", _T), ("lm_head.", "language_model.lm_head."))
 # Tensors of a full CLIPModel checkpoint that LLaVA does not use.
 _CLIP_UNUSED = re.compile(r"^(text_model\.|visual_projection\.|text_projection\.|logit_scale)")
 
+IMAGE_TOKEN = "<image>"
 _DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 _WEIGHTS = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
@@ -122,23 +126,74 @@ _SHARD_BYTES = 4 << 30   # HF's usual shard size; one file for anything smaller
 # ---------------------------------------------------------------- safetensors files
 
 
-def _read_tensors(d: str) -> dict[str, np.ndarray]:
-  """All tensors of a HF directory (single file or sharded with an index)."""
+class TensorFiles:
+  """The safetensors tensors of a Hugging Face directory, read one at a time on demand.
+
+  Opening reads only the headers; `get(name)` reads that tensor (a weight is then placed on the
+  devices and dropped before the next is read, so an import never holds the whole model in host
+  memory). Names are canonicalised with `aliases` (the table's spelling); `unused` names are skipped.
+  """
+
+  def __init__(self, directory: str, aliases=(), unused: re.Pattern | None = None):
+    self.directory = directory
+    self._handles, self._where = [], {}
+    for name in _weight_files(directory):
+      try:
+        handle = safetensors.safe_open(os.path.join(directory, name), framework="numpy")
+      except (OSError, ValueError, safetensors.SafetensorError) as e:
+        raise UserError(f"cannot read {os.path.join(directory, name)} ({e}); is the download complete?") from e
+      self._handles.append(handle)
+      for key in handle.keys():
+        if unused is not None and unused.match(key):
+          continue
+        self._where[_canonical_name(key, aliases)] = (handle, key)
+
+  def names(self) -> set[str]:
+    return set(self._where)
+
+  def get(self, name: str) -> np.ndarray:
+    handle, key = self._where[name]
+    return handle.get_tensor(key)
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    handle, key = self._where[name]
+    return tuple(handle.get_slice(key).get_shape())
+
+  def dtypes(self) -> set[str]:
+    return {str(h.get_slice(k).get_dtype()).lower() for h, k in self._where.values()}
+
+
+def _weight_files(d: str) -> list[str]:
+  """The safetensors files of `d` (one file, or the shards its index names, each inside `d`)."""
   if os.path.isfile(os.path.join(d, _INDEX)):
     with open(os.path.join(d, _INDEX)) as f:
-      files = sorted(set(json.load(f)["weight_map"].values()))
-  elif os.path.isfile(os.path.join(d, _WEIGHTS)):
-    files = [_WEIGHTS]
-  else:
-    raise UserError(f"{d} has no {_WEIGHTS} or {_INDEX}; save the model with safetensors "
-                    "(save_pretrained(..., safe_serialization=True))")
-  out = {}
-  for name in files:
-    try:
-      out.update(safetensors.numpy.load_file(os.path.join(d, name)))
-    except (OSError, ValueError, safetensors.SafetensorError) as e:
-      raise UserError(f"cannot read {os.path.join(d, name)} ({e}); is the download complete?") from e
-  return out
+      try:
+        weight_map = json.load(f)["weight_map"]
+        files = sorted(set(weight_map.values()))
+      except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{os.path.join(d, _INDEX)} is not a safetensors index (no weight_map)") from None
+    for name in files:
+      # A shard name is a file of this directory, never a path elsewhere.
+      if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise UserError(f"{os.path.join(d, _INDEX)} names the shard {name!r} outside {d}; refusing to read it")
+      if not os.path.isfile(os.path.join(d, name)):
+        raise UserError(f"{os.path.join(d, name)} (listed in {_INDEX}) is missing; is the download complete?")
+    return files
+  if os.path.isfile(os.path.join(d, _WEIGHTS)):
+    return [_WEIGHTS]
+  pickled = sorted(n for n in os.listdir(d) if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
+  if pickled:
+    raise UserError(f"{d} ships only pickled weights ({', '.join(pickled[:3])}), which lcbm-jax never unpickles "
+                    "(they can run code); convert them once with transformers: "
+                    "AutoModel.from_pretrained(d).save_pretrained(out, safe_serialization=True)")
+  raise UserError(f"{d} has no {_WEIGHTS} or {_INDEX}; save the model with safetensors "
+                  "(save_pretrained(..., safe_serialization=True))")
+
+
+def _read_tensors(d: str, aliases=(), unused=None) -> dict[str, np.ndarray]:
+  """All tensors of a HF directory, canonicalised (tests and small models; imports use TensorFiles)."""
+  files = TensorFiles(d, aliases, unused)
+  return {name: files.get(name) for name in sorted(files.names())}
 
 
 def _write_tensors(d: str, tensors: dict[str, np.ndarray]) -> None:
@@ -172,24 +227,20 @@ def _read_json(path: str) -> dict[str, Any]:
     return json.load(f)
 
 
-def _canonical(tensors: dict[str, np.ndarray], aliases, unused=None) -> dict[str, np.ndarray]:
-  out = {}
-  for name, t in tensors.items():
-    if unused is not None and unused.match(name):
-      continue
-    for old, new in aliases:
-      if name.startswith(old):
-        name = new + name[len(old):]
-        break
-    out[name] = t
-  return out
+def _canonical_name(name: str, aliases) -> str:
+  for old, new in aliases:
+    if name.startswith(old):
+      return new + name[len(old):]
+  return name
 
 
 # ---------------------------------------------------------------- config mapping
 
 
-def _weights_dtype(tensors: dict[str, np.ndarray]) -> str:
-  dtypes = {str(t.dtype) for t in tensors.values()}
+def _weights_dtype(dtypes: set[str]) -> str:
+  """The dtype a checkpoint is stored in (the widest-spread low precision wins over float32)."""
+  dtypes = {"bfloat16" if d in ("bf16", "bfloat16") else "float16" if d in ("f16", "float16") else
+            "float32" if d in ("f32", "float32") else d for d in dtypes}
   for name in ("bfloat16", "float16", "float32"):
     if name in dtypes:
       return name
@@ -303,42 +354,131 @@ def _get(tree: dict, path: str):
   return tree
 
 
-def params_from_hf(cfg: presets.LCBMConfig, tensors: dict[str, np.ndarray],
-                   allow_missing: tuple[str, ...] = ()) -> dict:
-  """HF tensors (canonical names) -> our nested params (numpy, dtypes kept bit for bit).
+# Our layout's shape -> the HF tensor's shape, per transform (checked from the headers before reading).
+_HF_SHAPE = {
+    "same": lambda s: s,
+    "linear": lambda s: s[::-1],
+    "heads_in": lambda s: (s[1] * s[2], s[0]),
+    "heads_out": lambda s: (s[2], s[0] * s[1]),
+    "heads_bias": lambda s: (s[0] * s[1],),
+    "patch": lambda s: (s[3], s[2], s[0], s[1]),
+}
 
-  Every HF tensor must be used and every parameter filled, except our paths starting with one of
-  `allow_missing` (left out of the result for the caller to initialise).
+
+class _Tensors:
+  """A dict of HF tensors with TensorFiles' interface (tests, in-memory conversions)."""
+
+  def __init__(self, tensors: dict[str, np.ndarray]):
+    self._t = tensors
+
+  def names(self) -> set[str]:
+    return set(self._t)
+
+  def get(self, name: str) -> np.ndarray:
+    return self._t[name]
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self._t[name].shape)
+
+
+class _Union:
+  """Several tensor sources as one (a CLIP directory plus a Llama directory)."""
+
+  def __init__(self, *sources):
+    self._of = {name: src for src in sources for name in src.names()}
+
+  def names(self) -> set[str]:
+    return set(self._of)
+
+  def get(self, name: str) -> np.ndarray:
+    return self._of[name].get(name)
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return self._of[name].shape(name)
+
+
+def leaf_readers(cfg: presets.LCBMConfig, source, allow_missing: tuple[str, ...] = ()) -> dict:
+  """Our path -> a function reading that parameter (numpy, our layout, dtype kept bit for bit).
+
+  Checks first, from the headers alone, that every HF tensor is used, every parameter filled (except
+  paths starting with one of `allow_missing`, left to the caller) and every shape right, so a wrong
+  checkpoint fails with one line before anything is read.
   """
   shapes = _param_shapes(cfg)
-  left = dict(tensors)
-  params: dict = {}
+  left = source.names()
+  readers = {}
   for hf_name, path, kind in PARAM_TABLE:
     if path not in shapes:
       continue   # e.g. lm_head when embeddings are tied
     shape = shapes[path]
-    if "{i}" in hf_name:
-      names = [hf_name.format(i=i) for i in range(shape[0])]
-      if any(n not in left for n in names):
-        if path.startswith(allow_missing):
-          continue
+    layered = "{i}" in hf_name
+    names = [hf_name.format(i=i) for i in range(shape[0])] if layered else [hf_name]
+    missing = [n for n in names if n not in left]
+    if missing:
+      if path.startswith(allow_missing):
+        continue
+      if layered:
         raise UserError(f"the checkpoint lacks {hf_name} for some layers (config says {shape[0]} layers)")
-      w = np.stack([_TO_OURS[kind](left.pop(n), shape[1:]) for n in names])
-    else:
-      if hf_name not in left:
-        if path.startswith(allow_missing):
-          continue
-        raise UserError(f"the checkpoint lacks {hf_name} (needed for {path}); is it a LLaVA/CLIP/Llama model?")
-      w = _TO_OURS[kind](left.pop(hf_name), shape)
-    if w.shape != shape:
-      raise UserError(f"{hf_name} has shape {w.shape} in our layout, but config.json implies {shape}")
-    _set(params, path, np.ascontiguousarray(w))
+      raise UserError(f"the checkpoint lacks {hf_name} (needed for {path}); is it a LLaVA/CLIP/Llama model?")
+    want = tuple(_HF_SHAPE[kind](shape[1:] if layered else shape))
+    for n in names:
+      got = tuple(source.shape(n))
+      if got != want:
+        raise UserError(f"{n} has shape {list(got)} but config.json implies {list(want)} (our {path} "
+                        f"{list(shape)}); the config does not match the weights")
+    left -= set(names)
+
+    def read(names=names, kind=kind, shape=shape, layered=layered):
+      if not layered:
+        return np.ascontiguousarray(_TO_OURS[kind](source.get(names[0]), shape))
+      out = None
+      for i, n in enumerate(names):   # layer by layer into one buffer: no second copy of the stack
+        w = _TO_OURS[kind](source.get(n), shape[1:])
+        if out is None:
+          out = np.empty(shape, w.dtype)
+        out[i] = w
+      return out
+    readers[path] = read
   if cfg.text.tie_word_embeddings:
-    left.pop("language_model.lm_head.weight", None)   # some checkpoints store the tied copy
+    left.discard("language_model.lm_head.weight")   # some checkpoints store the tied copy
   if left:
     names = sorted(left)
     raise UserError(f"{len(names)} checkpoint tensors have no place in the model, e.g. {names[:3]}; "
                     "the config does not match the weights")
+  return readers
+
+
+def params_from_hf(cfg: presets.LCBMConfig, tensors, allow_missing: tuple[str, ...] = ()) -> dict:
+  """HF tensors (canonical names; a dict or a TensorFiles) -> our nested params (numpy, dtypes kept).
+
+  Every HF tensor must be used and every parameter filled, except our paths starting with one of
+  `allow_missing` (left out of the result for the caller to initialise).
+  """
+  source = _Tensors(tensors) if isinstance(tensors, dict) else tensors
+  params: dict = {}
+  for path, read in leaf_readers(cfg, source, allow_missing).items():
+    _set(params, path, read())
+  return params
+
+
+def place_params(cfg: presets.LCBMConfig, tensors, shardings, allow_missing: tuple[str, ...] = ()) -> dict:
+  """HF tensors -> our params as jax.Arrays placed with `shardings` (see `place`)."""
+  source = _Tensors(tensors) if isinstance(tensors, dict) else tensors
+  return place(leaf_readers(cfg, source, allow_missing), shardings)
+
+
+def place(readers: dict, shardings, dtypes=None) -> dict:
+  """`leaf_readers` output -> params as jax.Arrays placed with `shardings` (a params-shaped pytree) and
+  cast to `dtypes` (params-shaped, or None to keep the stored ones), one parameter at a time: the host
+  holds at most one parameter in our layout besides what the devices hold, never the whole model."""
+  params: dict = {}
+  for path, read in readers.items():
+    value = read()
+    if dtypes is not None and value.dtype != _get(dtypes, path):
+      value = value.astype(_get(dtypes, path))
+    sharding = _get(shardings, path)
+    _set(params, path, jax.make_array_from_callback(value.shape, sharding, lambda index: value[index]))
+    del value
   return params
 
 
@@ -366,12 +506,9 @@ def params_to_hf(params: dict, dtype: str | None = None) -> dict[str, np.ndarray
 
 
 def image_processor_config(cfg: presets.LCBMConfig) -> dict[str, Any]:
-  """CLIPImageProcessor settings that produce exactly our images (shortest edge, center crop)."""
-  s = cfg.vision.image_size
-  return {"image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": s},
-          "resample": 3, "do_center_crop": True, "crop_size": {"height": s, "width": s}, "do_rescale": True,
-          "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(cfg.image_mean),
-          "image_std": list(cfg.image_std), "do_convert_rgb": True}
+  """The image processor settings that produce exactly the model's images: a CLIPImageProcessor
+  (shortest edge, centre crop), or a LlavaImageProcessor with do_pad for a pad-to-square model."""
+  return images_lib.processing_to_hf(inference_images.image_processing(cfg))
 
 
 def _write_processor(out_dir: str, cfg: presets.LCBMConfig, image_token: str) -> None:
@@ -383,6 +520,8 @@ def _write_processor(out_dir: str, cfg: presets.LCBMConfig, image_token: str) ->
   with open(os.path.join(out_dir, "processor_config.json"), "w") as f:
     json.dump(proc, f, indent=2)
   # transformers 4.x reads the image processor from its own file; 5.x from the nested entry above.
+  # (transformers 5 with torchvision installed uses its torchvision backend, a few pixels off by a
+  # level or two: data_pipeline/images.py says why; backend="pil" gives exactly ours.)
   with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
     json.dump(proc["image_processor"], f, indent=2)
 
@@ -402,87 +541,173 @@ def is_hf_dir(path: str) -> bool:
     return False
 
 
-def _tokenizer_file(d: str) -> str | None:
-  path = os.path.join(d, "tokenizer.model")
-  return path if os.path.isfile(path) else None
+def load_tokenizer(d: str) -> Any:
+  """The tokenizer a model directory ships: its tokenizer.json (the `tokenizers` library, what
+  transformers runs), else its tokenizer.model (SentencePiece), else None."""
+  if os.path.isfile(os.path.join(d, hf_tokenizer.TOKENIZER_JSON)):
+    return hf_tokenizer.HFTokenizer.load(d, image_token=_processor_image_token(d))
+  if os.path.isfile(os.path.join(d, "tokenizer.model")):
+    return tokenizer_lib.Tokenizer.load(d)
+  return None
 
 
-def load_llava(hf_dir: str) -> tuple[presets.LCBMConfig, dict, str | None]:
-  """A LlavaForConditionalGeneration directory -> (cfg, params as numpy, tokenizer.model path or None)."""
+def _processor_image_token(d: str) -> str | None:
+  path = os.path.join(d, "processor_config.json")
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      token = json.load(f).get("image_token")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return token if isinstance(token, str) else None
+
+
+def open_llava(hf_dir: str) -> tuple[presets.LCBMConfig, TensorFiles, Any]:
+  """A LlavaForConditionalGeneration directory -> (cfg, its tensors unread, its tokenizer or None).
+
+  The directory is taken as it is: the vocabulary is the config's (llava-1.5's 32,064 rows for 32,002
+  tokens included), the tokenizer its own, its `<image>` the config's image_token_index.
+  """
   if not os.path.isdir(hf_dir):
     raise UserError(f"{hf_dir} is not a directory; pass a Hugging Face LLaVA directory")
-  tensors = _canonical(_read_tensors(hf_dir), _LLAVA_ALIASES)
-  cfg = config_from_hf(_read_json(os.path.join(hf_dir, "config.json")), _weights_dtype(tensors))
-  return cfg, params_from_hf(cfg, tensors), _tokenizer_file(hf_dir)
+  hf = _read_json(os.path.join(hf_dir, "config.json"))
+  if hf.get("model_type") != "llava":   # before reading weights: a CLIP or Llama dir is a common mix-up
+    config_from_hf(hf)
+  files = TensorFiles(hf_dir, _LLAVA_ALIASES)
+  cfg = config_from_hf(hf, _weights_dtype(files.dtypes()))
+  cfg = dataclasses.replace(cfg, **inference_images.fields_from_dir(hf_dir, cfg.vision.image_size))
+  tok = load_tokenizer(hf_dir)
+  if tok is not None:
+    _check_tokenizer(cfg, tok, hf_dir)
+  return cfg, files, tok
 
 
-def _grow_vocab(params: dict, vocab: int) -> dict:
-  """Appends embedding (and lm_head) rows up to `vocab`, each the mean of the existing rows (as LLaVA
-  does when it adds `<image>` and `<pad>` to Llama's vocabulary)."""
-  llm = params["llm"]
-  emb = llm["embed_tokens"]["embedding"]
-  rows = np.broadcast_to(emb.astype(np.float32).mean(0, keepdims=True), (vocab - emb.shape[0], emb.shape[1]))
-  llm["embed_tokens"]["embedding"] = np.concatenate([emb, rows.astype(emb.dtype)])
-  if "lm_head" in llm:
-    head = llm["lm_head"]["kernel"]
-    cols = np.broadcast_to(head.astype(np.float32).mean(1, keepdims=True), (head.shape[0], vocab - head.shape[1]))
-    llm["lm_head"]["kernel"] = np.concatenate([head, cols.astype(head.dtype)], axis=1)
-  return params
+def _check_tokenizer(cfg: presets.LCBMConfig, tok, where: str) -> None:
+  if tok.vocab_size > cfg.text.vocab_size:
+    raise UserError(f"{where}: the tokenizer has {tok.vocab_size} ids but the model's vocabulary has "
+                    f"{cfg.text.vocab_size} rows; the tokenizer does not belong to these weights")
+  if tok.image_id != cfg.image_token_id:
+    raise UserError(f"{where}: the tokenizer's {IMAGE_TOKEN} is id {tok.image_id} but config.json's "
+                    f"image_token_index is {cfg.image_token_id}")
 
 
-def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0) -> tuple[presets.LCBMConfig, dict, str | None]:
-  """A CLIP vision directory + a Llama directory -> LLaVA params with a freshly initialised projector.
+def load_llava(hf_dir: str) -> tuple[presets.LCBMConfig, dict, Any]:
+  """A LlavaForConditionalGeneration directory -> (cfg, params as numpy, tokenizer or None)."""
+  cfg, files, tok = open_llava(hf_dir)
+  return cfg, params_from_hf(cfg, files), tok
 
-  The image token is the tokenizer's `<image>` (appended to a LLaMA vocabulary by
-  `data_pipeline.tokenizer.Tokenizer`); the embeddings grow to hold it, rounded up to a multiple of
-  64 as in LLaVA-1.5. Without a tokenizer.model in `llm_dir` the last id stands for the image.
+
+def _added_rows(readers: dict, vocab: int) -> dict:
+  """Wraps the embedding (and lm_head) readers to append rows up to `vocab`, each the mean of the
+  existing rows (as LLaVA-1.5 does when it adds `<image>` and `<pad>` to Llama's vocabulary)."""
+  def grow(read, axis):
+    def read_grown():
+      w = read()
+      mean = w.astype(np.float32).mean(axis, keepdims=True).astype(w.dtype)
+      shape = list(w.shape)
+      shape[axis] = vocab - w.shape[axis]
+      return np.concatenate([w, np.broadcast_to(mean, shape)], axis=axis)
+    return read_grown
+  out = dict(readers)
+  out["llm/embed_tokens/embedding"] = grow(readers["llm/embed_tokens/embedding"], 0)
+  if "llm/lm_head/kernel" in readers:
+    out["llm/lm_head/kernel"] = grow(readers["llm/lm_head/kernel"], 1)
+  return out
+
+
+class ClipLlama:
+  """A CLIP vision directory + a Llama directory, as one LLaVA with a projector still to initialise.
+
+  The one code path that adds tokens (`lcbm import-hf --vision-dir --llm-dir` and `init.vision_dir` /
+  `init.llm_dir`): the Llama tokenizer gains `<image>` (and `<pad>` when it has none), and the
+  embedding grows to hold them, rounded up to a multiple of 64 as in LLaVA-1.5, new rows the mean.
   """
-  for d in (vision_dir, llm_dir):
-    if not os.path.isdir(d):
-      raise UserError(f"{d} is not a directory; pass Hugging Face CLIP and Llama directories")
-  vjson = _read_json(os.path.join(vision_dir, "config.json"))
-  if vjson.get("model_type") == "clip":
-    vjson = vjson.get("vision_config") or {}
-  tensors = _canonical(_read_tensors(vision_dir), _CLIP_ALIASES, _CLIP_UNUSED)
-  tensors.update(_canonical(_read_tensors(llm_dir), _LLAMA_ALIASES))
-  text = _text_from_hf(_read_json(os.path.join(llm_dir, "config.json")))
-  dtype = _weights_dtype(tensors)
-  cfg = presets.LCBMConfig(vision=_vision_from_hf(vjson), projector=presets.ProjectorConfig(), text=text,
-                           image_token_id=text.vocab_size - 1, param_dtype=dtype, compute_dtype=dtype)
-  params = params_from_hf(cfg, tensors, allow_missing=("projector/",))
-  tokenizer_file = _tokenizer_file(llm_dir)
-  if tokenizer_file is not None:
-    tok = tokenizer_lib.Tokenizer.load(tokenizer_file)
-    if tok.vocab_size > text.vocab_size:
-      vocab = -(-tok.vocab_size // 64) * 64
-      params = _grow_vocab(params, vocab)
-      text = dataclasses.replace(text, vocab_size=vocab)
-    cfg = dataclasses.replace(cfg, text=text, image_token_id=tok.image_id)
-  fresh = lcbm.init_params(cfg, jax.random.key(seed))
-  params["projector"] = jax.tree.map(lambda x: np.asarray(x).astype(_DTYPES[dtype]), fresh["projector"])
-  return cfg, params, tokenizer_file
+
+  def __init__(self, vision_dir: str, llm_dir: str):
+    for d in (vision_dir, llm_dir):
+      if not os.path.isdir(d):
+        raise UserError(f"{d} is not a directory; pass Hugging Face CLIP and Llama directories")
+    vjson = _read_json(os.path.join(vision_dir, "config.json"))
+    if vjson.get("model_type") == "clip":
+      vjson = vjson.get("vision_config") or {}
+    text = _text_from_hf(_read_json(os.path.join(llm_dir, "config.json")))
+    self.source = _Union(TensorFiles(vision_dir, _CLIP_ALIASES, _CLIP_UNUSED), TensorFiles(llm_dir, _LLAMA_ALIASES))
+    dtype = _weights_dtype(_source_dtypes(self.source))
+    self.tokenizer = _with_llava_tokens(load_tokenizer(llm_dir), llm_dir)
+    self.base_vocab = text.vocab_size
+    if self.tokenizer.vocab_size > text.vocab_size:
+      text = dataclasses.replace(text, vocab_size=-(-self.tokenizer.vocab_size // 64) * 64)
+    vision = _vision_from_hf(vjson)
+    self.cfg = presets.LCBMConfig(vision=vision, projector=presets.ProjectorConfig(), text=text,
+                                  image_token_id=self.tokenizer.image_id, param_dtype=dtype, compute_dtype=dtype,
+                                  **inference_images.fields_from_dir(vision_dir, vision.image_size))
+
+  def readers(self) -> dict:
+    """Readers of every parameter but the projector's."""
+    base = dataclasses.replace(self.cfg, text=dataclasses.replace(self.cfg.text, vocab_size=self.base_vocab),
+                               image_token_id=0)
+    readers = leaf_readers(base, self.source, allow_missing=("projector/",))
+    return _added_rows(readers, self.cfg.text.vocab_size) if self.cfg.text.vocab_size > self.base_vocab else readers
+
+
+def _source_dtypes(source: _Union) -> set[str]:
+  return set().union(*(s.dtypes() for s in {id(v): v for v in source._of.values()}.values()))
+
+
+def _with_llava_tokens(tok, llm_dir: str):
+  """The Llama tokenizer with `<image>` and a pad token (appended; existing ids never move)."""
+  if tok is None:
+    raise UserError(f"{llm_dir} has no tokenizer.json or tokenizer.model; a LLaVA needs the Llama's tokenizer")
+  if isinstance(tok, tokenizer_lib.Tokenizer):
+    return tok   # the SentencePiece wrapper appends <image> and <pad> itself
+  return hf_tokenizer.add_tokens(tok, image_token=IMAGE_TOKEN, pad_token=tokenizer_lib.PAD_PIECE)
+
+
+def projector_init(cfg: presets.LCBMConfig, seed: int):
+  """A fresh projector (jitted: only the projector's part of the init is computed)."""
+  return jax.jit(lambda key: lcbm.init_params(cfg, key)["projector"])(jax.random.key(seed))
+
+
+def load_clip_llama(vision_dir: str, llm_dir: str, *, seed: int = 0) -> tuple[presets.LCBMConfig, dict, Any]:
+  """A CLIP vision directory + a Llama directory -> (cfg, LLaVA params as numpy with a fresh projector,
+  the tokenizer with `<image>` and pad)."""
+  pair = ClipLlama(vision_dir, llm_dir)
+  params: dict = {}
+  for path, read in pair.readers().items():
+    _set(params, path, read())
+  params["projector"] = jax.tree.map(np.asarray, jax.device_get(projector_init(pair.cfg, seed)))
+  return pair.cfg, params, pair.tokenizer
 
 
 def save_llava(out_dir: str, cfg: presets.LCBMConfig, params: dict, tokenizer=None,
-               *, dtype: str | None = None, image_token: str = "<image>") -> None:
+               *, dtype: str | None = None, conversation: str = "plain") -> None:
   """Writes a directory that LlavaForConditionalGeneration / AutoTokenizer / AutoProcessor load.
 
-  tokenizer: a `data_pipeline.tokenizer.Tokenizer`, a tokenizer.model path, or None (weights and
-  config only). dtype None keeps each parameter's dtype (a bit-for-bit round trip of an import).
+  tokenizer: a tokenizer from `data_pipeline.tokenizer.load` (a Hugging Face one is written back byte
+  for byte; a SentencePiece one as tokenizer.model + an equivalent tokenizer.json), or None (weights
+  and config only). dtype None keeps each parameter's dtype (a bit-for-bit round trip of an import).
+  conversation: the training prompt format, written as the chat template (`data_pipeline.chat`).
   """
   if dtype is not None and dtype not in _DTYPES:
     raise UserError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
   os.makedirs(out_dir, exist_ok=True)
   tensors = params_to_hf(params, dtype)
-  config = config_to_hf(cfg, dtype or _weights_dtype(tensors))
+  config = config_to_hf(cfg, dtype or _weights_dtype({str(t.dtype) for t in tensors.values()}))
   gen = {}
   if tokenizer is not None:
-    if hasattr(tokenizer, "model_proto"):
-      model_bytes = tokenizer.model_proto
+    if isinstance(tokenizer, hf_tokenizer.HFTokenizer):
+      tokenizer.save(out_dir)
+      gen = tokenizer.special_ids()
+      image_token = tokenizer.image_token
     else:
-      with open(tokenizer, "rb") as f:
-        model_bytes = f.read()
-    gen = tokenizer_lib.write_hf_tokenizer(out_dir, model_bytes, image_token)
+      gen = tokenizer.save_hf(out_dir, IMAGE_TOKEN)
+      image_token = IMAGE_TOKEN
+    template = chat.chat_template(conversation, bos=tuple(tokenizer.prefix_ids) == (gen.get("bos_token_id"),))
+    if template is not None and not any(os.path.exists(os.path.join(out_dir, n))
+                                        for n in ("chat_template.jinja", "chat_template.json")):
+      with open(os.path.join(out_dir, "chat_template.jinja"), "w") as f:
+        f.write(template)
     _write_processor(out_dir, cfg, image_token)
     config["text_config"].update(gen)
   _write_tensors(out_dir, tensors)

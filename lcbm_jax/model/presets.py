@@ -131,6 +131,13 @@ class LCBMConfig:
   vision_feature_layer: int = -2      # index into CLIP hidden_states ([0] = after pre_layrnorm)
   image_mean: tuple[float, float, float] = CLIP_MEAN
   image_std: tuple[float, float, float] = CLIP_STD
+  # The rest of the image preprocessing (data_pipeline.images.ImageProcessing; the crop is
+  # vision.image_size): the short side after the resize (0 = vision.image_size, so an image_size
+  # override carries it along), the PIL resize filter (3 = bicubic), and LLaVA-1.5's pad to a square
+  # of the mean colour before the resize (transformers' LlavaImageProcessor do_pad).
+  image_shortest_edge: int = 0
+  image_resample: int = 3
+  image_pad_to_square: bool = False
   param_dtype: str = "float32"
   compute_dtype: str = "float32"
   remat_policy: str = "none"          # one of REMAT_POLICIES
@@ -151,6 +158,15 @@ class LCBMConfig:
     object.__setattr__(self, "image_std", tuple(float(x) for x in self.image_std))
     _check(len(self.image_mean) == 3 and len(self.image_std) == 3 and min(self.image_std) > 0,
            "image_mean and image_std need 3 values each (RGB), std > 0")
+    _check(isinstance(self.image_shortest_edge, int) and not isinstance(self.image_shortest_edge, bool)
+           and (self.image_shortest_edge == 0 or self.image_shortest_edge >= self.vision.image_size),
+           f"image_shortest_edge ({self.image_shortest_edge!r}) must be 0 (= vision.image_size) or an int >= "
+           f"vision.image_size ({self.vision.image_size}): the centre crop is the vision input")
+    _check(isinstance(self.image_resample, int) and not isinstance(self.image_resample, bool)
+           and 0 <= self.image_resample <= 5,
+           f"image_resample {self.image_resample!r} is not a PIL filter number (0-5; 3 = bicubic)")
+    _check(isinstance(self.image_pad_to_square, bool),
+           f"image_pad_to_square must be a bool, got {self.image_pad_to_square!r}")
     for f in ("param_dtype", "compute_dtype"):
       _check(getattr(self, f) in DTYPES, f"{f} {getattr(self, f)!r} is not one of {DTYPES}")
     _check(self.remat_policy in REMAT_POLICIES,

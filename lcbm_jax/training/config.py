@@ -33,6 +33,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.intermediate_size = 0  # LLM MLP width
   c.model.num_layers = 0        # LLM layers
   c.model.image_size = 0        # vision input side (a multiple of the patch size)
+  # How it computes ("" = what the checkpoint or preset says): parameter and compute dtype
+  # (float32, bfloat16, float16) and the remat policy (none, full, dots, save_attn_out).
+  c.model.param_dtype = ""
+  c.model.compute_dtype = ""
+  c.model.remat = ""
+
+  # Where the weights start (lcbm_jax/training/init.py has the order: own newest verified step ->
+  # init checkpoint -> scratch). checkpoint: anything `--checkpoint` accepts (a params-only import, a
+  # Hugging Face LLaVA directory or Hub id, another run's workdir or step). vision_dir + llm_dir: a
+  # CLIP and a Llama directory (or Hub ids) with a fresh projector, as LLaVA's stage 1 starts.
+  c.init = ml_collections.ConfigDict()
+  c.init.checkpoint = ""
+  c.init.vision_dir = ""
+  c.init.llm_dir = ""
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = ""             # built data directory (`lcbm data build --out`)
@@ -42,6 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.seq_len = 512
   c.data.batch_size = 8       # global, over all processes
   c.data.workers = 0          # Grain worker processes per JAX process
+  c.data.content_only = False  # control arm: every task's content-only twin (behavior removed)
+  c.data.conversation = "plain"  # prompt format: plain, or vicuna_v1 (LLaVA-1.5's USER:/ASSISTANT: turns)
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1            # -1 = all devices not used by the other axes

@@ -31,6 +31,7 @@ from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import metrics as metrics_lib
+from lcbm_jax.training import init as init_lib
 from lcbm_jax.training import optim, preemption
 from lcbm_jax.training import step as step_lib
 from lcbm_jax.training.state import TrainState
@@ -87,10 +88,26 @@ class CompiledSteps:
   train_step: Any        # (state, batch, rng) -> (state, metrics); donates the state
   eval_step: Any         # (params, batch, rng) -> loss sums (jitted, compiled at first use)
   init: Any              # rng -> TrainState, created already sharded
+  create: Any            # params -> TrainState (fresh optimizer state), for weights from a checkpoint
   abstract_state: TrainState
   state_shardings: TrainState
   batch_sharding: jax.sharding.NamedSharding
   trainable: Any         # bool pytree like params
+
+
+def state_init(config, model_cfg):
+  """The run's optimizer and `init_state(rng) -> TrainState` (fresh parameters and optimizer state).
+
+  `jax.eval_shape(init_state, rng)` is the abstract state, the shapes and dtypes the shardings, the
+  compile and a restore start from, without allocating: tests/test_recipes.py runs it at 7B.
+  """
+  tx = optim.make_optimizer(config.optim, lcbm.abstract_params(model_cfg), config.num_steps)
+
+  def init_state(init_rng):
+    params = lcbm.init_params(model_cfg, init_rng)
+    return TrainState.create(params, tx.init(params))
+
+  return tx, init_state
 
 
 def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
@@ -102,13 +119,9 @@ def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
                     f"size ({dp}) times optim.grad_accum ({config.optim.grad_accum})")
   model = lcbm.LCBM(model_cfg)
   abstract_params = lcbm.abstract_params(model_cfg)
-  tx = optim.make_optimizer(config.optim, abstract_params, config.num_steps)
+  tx, init_state = state_init(config, model_cfg)
   trainable = optim.trainable_mask(abstract_params, tuple(config.optim.freeze))
   schedule = optim.make_schedule(config.optim, config.num_steps)
-
-  def init_state(init_rng):
-    params = lcbm.init_params(model_cfg, init_rng)
-    return TrainState.create(params, tx.init(params))
 
   def apply_fn(params, batch, step_rng):
     del step_rng   # the model has no dropout; the key is threaded for objectives that sample
@@ -129,7 +142,9 @@ def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
       donate_argnums=0).lower(_with_shardings(abstract_state, state_sh), abstract_batch, rng).compile()
   # The eval step compiles at its first use: runs and tests that never evaluate skip that compile.
   jitted_eval = jax.jit(eval_step, in_shardings=(state_sh.params, batch_sh, replicated), out_shardings=replicated)
-  return CompiledSteps(compiled_train, jitted_eval, jax.jit(init_state, out_shardings=state_sh),
+  create = jax.jit(lambda params: TrainState.create(params, tx.init(params)), in_shardings=(state_sh.params,),
+                   out_shardings=state_sh, donate_argnums=0)
+  return CompiledSteps(compiled_train, jitted_eval, jax.jit(init_state, out_shardings=state_sh), create,
                        abstract_state, state_sh, batch_sh, trainable)
 
 
@@ -144,15 +159,18 @@ def _scalars(prefix: str, m: dict, tasks) -> dict:
 
 def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineConfig:
   """This process's share of the data `config` names, shaped for `model_cfg`: its image size, image
-  slots, tokens per image and image normalisation (the values predict and export use)."""
+  slots, tokens per image and image preprocessing (the values predict and export use)."""
   if len(config.data.weights) != len(config.data.tasks):
     raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
                     "data.tasks; give one weight per task")
   return pipeline.PipelineConfig(
       data_dir=config.data.dir, tokenizer=tokenizer_dir,
       tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
+      content_only=config.data.content_only, conversation=config.data.conversation,
       batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
       image_mean=model_cfg.image_mean, image_std=model_cfg.image_std,
+      image_shortest_edge=model_cfg.image_shortest_edge, image_resample=model_cfg.image_resample,
+      image_pad_to_square=model_cfg.image_pad_to_square,
       max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
       worker_count=config.data.workers, process_index=jax.process_index(),
       process_count=jax.process_count())
@@ -161,8 +179,8 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
 class _Data:
   """The run's data: the resumable train iterator, held-out eval batches, and the tokenizer."""
 
-  def __init__(self, config, model_cfg, workdir: str):
-    self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir)
+  def __init__(self, config, model_cfg, workdir: str, pretrained_tokenizer=None):
+    self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir, pretrained_tokenizer)
     base = pipeline_config(config, model_cfg, self.tokenizer_dir)
     self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
     self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0))
@@ -176,12 +194,20 @@ class _Data:
         yield batch
 
 
-def _tokenizer_dir(config, model_cfg, workdir: str) -> str:
-  """data.tokenizer, or the run's own one (trained once on the train split, kept in the workdir)."""
+def _tokenizer_dir(config, model_cfg, workdir: str, pretrained=None) -> str:
+  """The pretrained model's tokenizer, else data.tokenizer, else the run's own one (trained once on the
+  train split); the first and the last are kept in the workdir, so a resume finds them there."""
+  if pretrained is not None and config.data.tokenizer:
+    raise UserError("data.tokenizer is set, but the init checkpoint brings its own tokenizer (the one its "
+                    "weights were trained with); drop data.tokenizer")
   if config.data.tokenizer:
     return config.data.tokenizer
   out = os.path.join(workdir, "tokenizer")
-  if jax.process_index() == 0 and not os.path.exists(os.path.join(out, "tokenizer.model")):
+  have = any(os.path.exists(os.path.join(out, n)) for n in ("tokenizer.model", "tokenizer.json"))
+  if pretrained is not None:
+    if jax.process_index() == 0 and not have:
+      pretrained.save(out)
+  elif jax.process_index() == 0 and not have:
     vocab.train_corpus_tokenizer(pipeline.Corpus(config.data.dir, "train"), config.data.tasks,
                                  vocab_size=model_cfg.text.vocab_size, max_images=model_cfg.max_images,
                                  seed=config.seed, out_dir=out)
@@ -191,19 +217,45 @@ def _tokenizer_dir(config, model_cfg, workdir: str) -> str:
 
 
 def model_config(config):
-  """The preset named by model.preset with the config's non-zero shape overrides applied."""
-  cfg = presets.get(config.model.preset)
-  text = {name: value for name, value in (
-      ("vocab_size", config.model.vocab_size), ("hidden_size", config.model.hidden_size),
-      ("intermediate_size", config.model.intermediate_size), ("num_hidden_layers", config.model.num_layers))
-      if value}
+  """The preset named by model.preset with all of the config's model overrides applied."""
+  return apply_overrides(config, presets.get(config.model.preset))
+
+
+def apply_overrides(config, cfg, *, shapes: bool = True):
+  """`cfg` (an LCBMConfig) with the config's non-empty `model.*` overrides applied.
+
+  How it computes: model.param_dtype, model.compute_dtype and model.remat ("" keeps `cfg`'s), always.
+  What it is: model.vocab_size, hidden_size, intermediate_size, num_layers and image_size (0 keeps
+  `cfg`'s), only with `shapes=True`, for a preset. An architecture read from a checkpoint passes
+  `shapes=False`: its shapes come with its weights, so a non-zero shape key there is a UserError that
+  names it, not a value silently ignored.
+  """
+  m = config.model
+  text = {field: m[key] for key, field in (("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"),
+                                           ("intermediate_size", "intermediate_size"),
+                                           ("num_layers", "num_hidden_layers")) if m[key]}
+  image_size = m.image_size
+  if not shapes and (text or image_size):
+    named = [f"model.{k}={m[k]}" for k in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                                          "image_size") if m[k]]
+    raise UserError(f"{', '.join(named)} would change the architecture of the init checkpoint, whose shapes "
+                    "come with its weights; leave the model shape keys at 0")
   if text:
     # head_dim follows the width unless the preset pins it.
     head_dim = None if "hidden_size" in text else cfg.text.head_dim
     cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, head_dim=head_dim, **text))
-  if config.model.image_size:
-    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, image_size=config.model.image_size))
-  return cfg
+  if image_size:
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, image_size=image_size))
+  how = {}
+  for key, field, allowed in (("param_dtype", "param_dtype", presets.DTYPES),
+                              ("compute_dtype", "compute_dtype", presets.DTYPES),
+                              ("remat", "remat_policy", presets.REMAT_POLICIES)):
+    if m[key] and m[key] not in allowed:
+      raise UserError(f"model.{key}={m[key]!r} is not one of {', '.join(allowed)} "
+                      "('' keeps the preset's or the checkpoint's)")
+    if m[key]:
+      how[field] = m[key]
+  return dataclasses.replace(cfg, **how)
 
 
 def _fit_tokenizer(model_cfg, tokenizer):
@@ -212,6 +264,15 @@ def _fit_tokenizer(model_cfg, tokenizer):
     raise UserError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
                     f"{model_cfg.text.vocab_size}; use a larger preset or a smaller tokenizer")
   return dataclasses.replace(model_cfg, image_token_id=tokenizer.image_id)
+
+
+def _describe(start: init_lib.Start) -> str:
+  if start.kind == init_lib.RESUME:
+    return f"step {start.step}, first started from {start.source.get('kind', 'scratch')}"
+  if start.kind == init_lib.INIT:
+    where = start.source.get("path") or f"{start.source['vision_dir']} + {start.source['llm_dir']}"
+    return f"{start.source['format']} weights from {where}"
+  return "random init"
 
 
 def check_finite(m: dict, limit: int, step: int) -> None:
@@ -230,17 +291,28 @@ def train(config, workdir: str) -> dict:
   num_steps = config.num_steps
   tasks = tuple(config.data.tasks)
 
-  # Mesh and model.
+  # Where the weights start (resume -> init checkpoint -> scratch), which fixes the architecture.
   mesh = sharding.make_mesh(data=config.mesh.data, fsdp=config.mesh.fsdp, tensor=config.mesh.tensor)
-  model_cfg = model_config(config)
-  say(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
-      f"model preset {config.model.preset!r}")
-
-  # Data: this process's share of every global batch, plus a held-out stream for eval.
   if not config.data.dir:
     raise UserError("data.dir is empty; build data with `lcbm data build` and pass --config.data.dir=DIR")
-  data = _Data(config, model_cfg, workdir)
-  model_cfg = _fit_tokenizer(model_cfg, data.train.tokenizer)
+  start = init_lib.plan(config, workdir)
+  if start.pretrained and start.model_cfg is not None:
+    model_cfg = apply_overrides(config, start.model_cfg, shapes=False)   # the checkpoint's architecture
+    where = start.source.get("path") or start.source.get("llm_dir") or workdir
+    if start.kind == init_lib.INIT and start.tokenizer is None and not config.data.tokenizer:
+      raise UserError(f"init checkpoint {where} has no tokenizer; pass the one its weights were trained with "
+                      "as --config.data.tokenizer=DIR")
+  else:
+    model_cfg = model_config(config)
+  say(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices, {jax.process_count()} process(es); "
+      f"start: {start.kind} ({_describe(start)})")
+
+  # Data: this process's share of every global batch, plus a held-out stream for eval.
+  data = _Data(config, model_cfg, workdir, start.tokenizer)
+  if start.pretrained:
+    init_lib.check_tokenizer_fits(model_cfg, data.train.tokenizer, "data")
+  else:
+    model_cfg = _fit_tokenizer(model_cfg, data.train.tokenizer)
 
   # Optimizer, abstract state and shardings, then an ahead-of-time compile: fail before allocating.
   rng = jax.random.key(config.seed)
@@ -252,17 +324,20 @@ def train(config, workdir: str) -> dict:
   def to_global(local_batch: dict) -> dict:
     return sharding.make_global({k: local_batch[k] for k in STEP_KEYS}, mesh, steps.batch_sharding)
 
-  # Restore the newest good checkpoint, or start fresh.
+  # The state: restored (resume), created from the init weights on the mesh, or drawn at random.
   ckpt = ckpt_lib.CheckpointManager(workdir, keep_last=config.checkpoint.keep,
                                     keep_every=config.checkpoint.keep_every)
-  start = ckpt.latest_good_step()
-  if start is None:
-    state = steps.init(rng)
-    start = 0
-  else:
-    state, data_state = ckpt.restore(start, _with_shardings(steps.abstract_state, steps.state_shardings))
+  resume_step = ckpt.latest_good_step()
+  if resume_step is not None:
+    state, data_state = ckpt.restore(resume_step, _with_shardings(steps.abstract_state, steps.state_shardings))
     data.train.set_state(data_state)
-    say(f"resumed from step {start} ({ckpt.directory / str(start)})")
+    say(f"resumed from step {resume_step} ({ckpt.directory / str(resume_step)})")
+  elif start.kind == init_lib.INIT:
+    state = steps.create(start.load_params(_with_shardings(abstract_params, steps.state_shardings.params)))
+  else:
+    state = steps.init(rng)
+  start_step = resume_step or 0
+  run_config = {**config_lib.unwrap(config).to_dict(), "init_source": start.record()}
 
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
   n_train = sum(int(np.prod(x.shape)) for x, t in zip(jax.tree.leaves(abstract_params),
@@ -270,12 +345,11 @@ def train(config, workdir: str) -> dict:
   peak = metrics_lib.peak_flops_per_device(config.log.peak_flops) * jax.device_count()
   say(f"{n_params / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trained; peak {peak / 1e9:.1f} GFLOP/s "
       f"over all devices")
-  writer = metrics_lib.MetricsWriter(workdir, config_lib.unwrap(config).to_dict(), config.log.wandb)
+  writer = metrics_lib.MetricsWriter(workdir, run_config, config.log.wandb)
   num_images = config.data.batch_size * model_cfg.max_images
 
   def save(step: int) -> None:
-    ckpt.save(step, state, data.train.get_state(), config_lib.unwrap(config), data.tokenizer_dir,
-              model_cfg=model_cfg)
+    ckpt.save(step, state, data.train.get_state(), run_config, data.tokenizer_dir, model_cfg=model_cfg)
 
   def evaluate(step: int) -> dict:
     sums = None
@@ -288,11 +362,11 @@ def train(config, workdir: str) -> dict:
     return m
 
   watcher = preemption.PreemptionWatcher()
-  bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not is_main, file=sys.stderr,
+  bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="train", disable=not is_main, file=sys.stderr,
                   dynamic_ncols=True)
   last_eval, last = None, None
   window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
-  step = start
+  step = start_step
   try:
     while step < num_steps:
       state, m = steps.train_step(state, to_global(next(data.train)), rng)
@@ -326,7 +400,7 @@ def train(config, workdir: str) -> dict:
         ckpt.wait_until_finished()
         say(f"preempted: saved step {step} to {ckpt.directory / str(step)}; rerun the same command to resume")
         return {"step": step, "preempted": True, "workdir": workdir}
-    if start < num_steps:
+    if start_step < num_steps:
       save(num_steps)
     last_eval = evaluate(num_steps)
   finally:

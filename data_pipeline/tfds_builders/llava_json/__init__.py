@@ -1,0 +1,1 @@
+"""TFDS builder for LLaVA conversation corpora; see llava_json.py."""
