@@ -55,7 +55,7 @@ class HFTokenizer:
   # (a BPE without byte pieces), so the codec finds segment boundaries by encoding prefixes instead.
   offsets_exact = False
 
-  def __init__(self, files: dict[str, bytes], image_token: str | None = None):
+  def __init__(self, files: dict[str, bytes], image_token: str | None = None, *, require_image: bool = True):
     if TOKENIZER_JSON not in files:
       raise UserError("a Hugging Face tokenizer needs tokenizer.json (save it with a fast tokenizer)")
     self.files = dict(files)
@@ -82,7 +82,7 @@ class HFTokenizer:
       self.unk_id = self.pad_id   # only used to show ids that have no piece
     self.image_token = image_token or _token_text(config.get("image_token")) or IMAGE_TOKEN
     image_id = self._tk.token_to_id(self.image_token)
-    if image_id is None:
+    if image_id is None and require_image:
       raise UserError(f"the tokenizer has no {self.image_token!r} token; a LLaVA tokenizer needs one "
                       "(a CLIP + Llama import adds it: lcbm import-hf --vision-dir ... --llm-dir ...)")
     self.image_id = image_id
@@ -96,8 +96,10 @@ class HFTokenizer:
     return (HFTokenizer, (self.files, self.image_token))
 
   @classmethod
-  def load(cls, directory: str | os.PathLike, image_token: str | None = None) -> HFTokenizer:
-    """The tokenizer files of a Hugging Face directory (tokenizer.json is required)."""
+  def load(cls, directory: str | os.PathLike, image_token: str | None = None, *,
+           require_image: bool = True) -> HFTokenizer:
+    """The tokenizer files of a Hugging Face directory (tokenizer.json is required). A plain Llama
+    tokenizer (`require_image=False`) has no `<image>` yet: `image_id` is None until `add_tokens`."""
     directory = os.fspath(directory)
     files = {}
     for name in FILES:
@@ -107,7 +109,7 @@ class HFTokenizer:
           files[name] = f.read()
     if TOKENIZER_JSON not in files:
       raise UserError(f"no {TOKENIZER_JSON} in {directory}; pass a Hugging Face tokenizer directory")
-    return cls(files, image_token)
+    return cls(files, image_token, require_image=require_image)
 
   def save(self, out_dir: str | os.PathLike) -> str:
     """Writes the files as they came (byte-identical); returns the directory."""

@@ -43,6 +43,7 @@ directory) is `lcbm_jax/artifacts.py`; SIGTERM handling is `lcbm_jax/training/pr
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -521,19 +522,62 @@ def read_json_item(step_dir, item: str) -> dict:
   return json.loads((pathlib.Path(step_dir) / item / "metadata").read_text())
 
 
-def restore_params(step_dir, abstract_params: Any) -> Any:
+def release_freed_host_memory() -> None:
+  """Hands memory freed by Python, NumPy and TensorStore back to the OS (glibc's `malloc_trim`).
+
+  Loading a model parameter by parameter frees a large transient buffer after each one; glibc keeps
+  such blocks for reuse once its adaptive mmap threshold has grown, so without a trim the host's peak
+  memory would grow by every transient, not only the largest. A no-op where there is no glibc.
+  """
+  global _malloc_trim
+  if _malloc_trim is None:
+    try:
+      _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+      _malloc_trim = False
+  if _malloc_trim:
+    _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
+def restore_params(step_dir, abstract_params: Any, *, one_at_a_time: bool = False) -> Any:
   """The parameters of a verified step directory, placed as `abstract_params` says.
 
   A training step holds them as `TrainState.params` (only those are read), a params-only checkpoint
   (`save_params`) as its `params` item. abstract_params: `jax.ShapeDtypeStruct` leaves carrying the
   target shardings; their shapes are checked against the checkpoint first (UserError naming the leaf).
+  `one_at_a_time`: one restore per parameter, so the host's transient buffers hold one parameter, not
+  the whole model (initialising a large model from a checkpoint; a resume restores everything at once).
   """
   step_dir = pathlib.Path(step_dir)
   item = "params" if (step_dir / "params").is_dir() else "state"
-  target = abstract_params if item == "params" else {"params": abstract_params}
-  _check_tree_matches(step_dir, item, target, partial=item == "state")
-  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-  with ocp.PyTreeCheckpointer() as ckptr:
-    restored = _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=restore_args, partial_restore=item != "params")), step_dir)
-  return restored if item == "params" else restored["params"]
+  wrap = (lambda t: t) if item == "params" else (lambda t: {"params": t})
+  _check_tree_matches(step_dir, item, wrap(abstract_params), partial=item == "state")
+
+  def restore(target):
+    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    with ocp.PyTreeCheckpointer() as ckptr:
+      return _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
+          item=target, restore_args=restore_args, partial_restore=True)), step_dir)
+
+  if not one_at_a_time:
+    restored = restore(wrap(abstract_params))
+    return restored if item == "params" else restored["params"]
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract_params)
+  out = []
+  for path, leaf in leaves:
+    single: dict = {}
+    node = single
+    keys = [getattr(k, "key", k) for k in path]
+    for k in keys[:-1]:
+      node = node.setdefault(k, {})
+    node[keys[-1]] = leaf
+    got = restore(wrap(single))
+    got = got if item == "params" else got["params"]
+    for k in keys:
+      got = got[k]
+    out.append(got)
+    release_freed_host_memory()
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract_params), out)

@@ -27,7 +27,7 @@ import safetensors.numpy
 from data_pipeline import chat, hf_tokenizer
 from data_pipeline import images as images_lib
 from data_pipeline import tokenizer as tokenizer_lib
-from lcbm_jax import inference_images
+from lcbm_jax import checkpoint, inference_images
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import lcbm, presets
 
@@ -126,41 +126,88 @@ _SHARD_BYTES = 4 << 30   # HF's usual shard size; one file for anything smaller
 # ---------------------------------------------------------------- safetensors files
 
 
+# safetensors dtype names -> numpy (https://github.com/huggingface/safetensors, "Format").
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_MAX_HEADER = 100 << 20   # safetensors' own limit on the JSON header
+
+
 class TensorFiles:
   """The safetensors tensors of a Hugging Face directory, read one at a time on demand.
 
-  Opening reads only the headers; `get(name)` reads that tensor (a weight is then placed on the
-  devices and dropped before the next is read, so an import never holds the whole model in host
-  memory). Names are canonicalised with `aliases` (the table's spelling); `unused` names are skipped.
+  Opening reads only the headers; `get(name)` reads that tensor with a plain positioned read (a
+  weight is then placed on the devices and dropped before the next is read). The safetensors
+  library would map each file instead, and every page it touches stays resident until the file is
+  closed: a second copy of the model in host memory for the whole import. The header is validated
+  as the format defines it (offsets inside the file, sizes matching dtype and shape). Names are
+  canonicalised with `aliases` (the table's spelling); `unused` names are skipped.
   """
 
   def __init__(self, directory: str, aliases=(), unused: re.Pattern | None = None):
     self.directory = directory
-    self._handles, self._where = [], {}
+    self._where: dict[str, tuple[str, str, tuple[int, ...], int]] = {}   # name -> (path, dtype, shape, offset)
     for name in _weight_files(directory):
-      try:
-        handle = safetensors.safe_open(os.path.join(directory, name), framework="numpy")
-      except (OSError, ValueError, safetensors.SafetensorError) as e:
-        raise UserError(f"cannot read {os.path.join(directory, name)} ({e}); is the download complete?") from e
-      self._handles.append(handle)
-      for key in handle.keys():
+      path = os.path.join(directory, name)
+      for key, (dtype, shape, offset) in _read_header(path).items():
         if unused is not None and unused.match(key):
           continue
-        self._where[_canonical_name(key, aliases)] = (handle, key)
+        self._where[_canonical_name(key, aliases)] = (path, dtype, shape, offset)
 
   def names(self) -> set[str]:
     return set(self._where)
 
   def get(self, name: str) -> np.ndarray:
-    handle, key = self._where[name]
-    return handle.get_tensor(key)
+    path, dtype, shape, offset = self._where[name]
+    count = int(np.prod(shape, dtype=np.int64))
+    with open(path, "rb") as f:
+      out = np.fromfile(f, dtype=_ST_DTYPES[dtype], count=count, offset=offset)
+    if out.size != count:
+      raise UserError(f"{path} ends inside tensor {name}; is the download complete?")
+    return out.reshape(shape)
 
   def shape(self, name: str) -> tuple[int, ...]:
-    handle, key = self._where[name]
-    return tuple(handle.get_slice(key).get_shape())
+    return self._where[name][2]
 
   def dtypes(self) -> set[str]:
-    return {str(h.get_slice(k).get_dtype()).lower() for h, k in self._where.values()}
+    return {np.dtype(_ST_DTYPES[d]).name for _, d, _, _ in self._where.values()}
+
+
+def _read_header(path: str) -> dict[str, tuple[str, tuple[int, ...], int]]:
+  """tensor name -> (dtype, shape, absolute data offset) of one safetensors file."""
+  def bad(why: str) -> UserError:
+    return UserError(f"{path} is not a valid safetensors file ({why}); is the download complete?")
+  try:
+    with open(path, "rb") as f:
+      size = os.fstat(f.fileno()).st_size
+      head = f.read(8)
+      if len(head) < 8:
+        raise bad("shorter than its header")
+      n = int.from_bytes(head, "little")
+      if n > min(_MAX_HEADER, size - 8):
+        raise bad(f"header of {n} bytes")
+      header = json.loads(f.read(n))
+  except OSError as e:
+    raise UserError(f"cannot read {path} ({e})") from None
+  except ValueError as e:
+    raise bad(f"header is not JSON: {e}") from None
+  if not isinstance(header, dict):
+    raise bad("header is not a JSON object")
+  out, base = {}, 8 + n
+  for key, info in header.items():
+    if key == "__metadata__":
+      continue
+    try:
+      dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+    except (KeyError, TypeError, ValueError):
+      raise bad(f"entry {key!r} lacks dtype, shape or data_offsets") from None
+    if dtype not in _ST_DTYPES:
+      raise UserError(f"{path}: tensor {key} has dtype {dtype}, which lcbm-jax does not read")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_ST_DTYPES[dtype]).itemsize
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end and end - begin == nbytes
+            and base + end <= size and min(shape, default=0) >= 0):
+      raise bad(f"tensor {key} has data_offsets {[begin, end]} for {dtype}{list(shape)} in a {size}-byte file")
+    out[key] = (dtype, shape, base + begin)
+  return out
 
 
 def _weight_files(d: str) -> list[str]:
@@ -479,6 +526,7 @@ def place(readers: dict, shardings, dtypes=None) -> dict:
     sharding = _get(shardings, path)
     _set(params, path, jax.make_array_from_callback(value.shape, sharding, lambda index: value[index]))
     del value
+    checkpoint.release_freed_host_memory()
   return params
 
 
@@ -541,11 +589,11 @@ def is_hf_dir(path: str) -> bool:
     return False
 
 
-def load_tokenizer(d: str) -> Any:
+def load_tokenizer(d: str, *, require_image: bool = True) -> Any:
   """The tokenizer a model directory ships: its tokenizer.json (the `tokenizers` library, what
   transformers runs), else its tokenizer.model (SentencePiece), else None."""
   if os.path.isfile(os.path.join(d, hf_tokenizer.TOKENIZER_JSON)):
-    return hf_tokenizer.HFTokenizer.load(d, image_token=_processor_image_token(d))
+    return hf_tokenizer.HFTokenizer.load(d, image_token=_processor_image_token(d), require_image=require_image)
   if os.path.isfile(os.path.join(d, "tokenizer.model")):
     return tokenizer_lib.Tokenizer.load(d)
   return None
@@ -634,7 +682,7 @@ class ClipLlama:
     text = _text_from_hf(_read_json(os.path.join(llm_dir, "config.json")))
     self.source = _Union(TensorFiles(vision_dir, _CLIP_ALIASES, _CLIP_UNUSED), TensorFiles(llm_dir, _LLAMA_ALIASES))
     dtype = _weights_dtype(_source_dtypes(self.source))
-    self.tokenizer = _with_llava_tokens(load_tokenizer(llm_dir), llm_dir)
+    self.tokenizer = _with_llava_tokens(load_tokenizer(llm_dir, require_image=False), llm_dir)
     self.base_vocab = text.vocab_size
     if self.tokenizer.vocab_size > text.vocab_size:
       text = dataclasses.replace(text, vocab_size=-(-self.tokenizer.vocab_size // 64) * 64)

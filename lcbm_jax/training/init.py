@@ -122,7 +122,7 @@ def _from_checkpoint(config, path: str) -> Start:
   def read(abstract):
     stored = jax.tree.map(lambda a, d: jax.ShapeDtypeStruct(a.shape, d, sharding=a.sharding), abstract,
                           _stored_dtypes(cfg, abstract))
-    return jax.tree.map(lambda p, a: _cast(p, a.dtype), ckpt_lib.restore_params(step_dir, stored), abstract)
+    return jax.tree.map(lambda p, a: _cast(p, a.dtype), ckpt_lib.restore_params(step_dir, stored, one_at_a_time=True), abstract)
   return Start(INIT, cfg, artifacts.step_tokenizer(step_dir),
                source={**source, "format": "lcbm", "step_dir": str(step_dir)}, _read=read)
 
