@@ -57,6 +57,8 @@ from data_pipeline.tokenizer import TextTokenizer
 from lcbm_jax.errors import UserError
 
 _STATE_VERSION = 1
+MIXTURES = ("per_record", "by_weight")
+_PROBE_RECORDS = 256   # records per dataset read to learn which tasks it serves (by_weight)
 _INFINITE = 2 ** 62   # sample count of a num_epochs=None stream (Grain ranges are lazy)
 
 
@@ -90,6 +92,10 @@ class PipelineConfig:
   process_count: int = 1
   content_only: bool = False
   conversation: str = "plain"                     # prompt format (data_pipeline.chat.FORMATS)
+  # How task weights mix: "per_record" draws a task per record among those it supports (the record
+  # mix follows the corpus); "by_weight" also gives each built dataset the share of every epoch its
+  # tasks' weights call for (a 1:1 BLIFT + instruction mix stays 1:1 whatever the row counts).
+  mixture: str = "per_record"
 
   @property
   def local_batch_size(self) -> int:
@@ -125,6 +131,8 @@ class PipelineConfig:
     if self.batch_size % self.process_count:
       raise UserError(f"batch_size={self.batch_size} does not divide by process_count={self.process_count}; "
                       "use a multiple")
+    if self.mixture not in MIXTURES:
+      raise UserError(f"mixture {self.mixture!r} is not one of {', '.join(MIXTURES)} (--config.data.mixture)")
     if self.max_images * self.num_image_tokens + 8 > self.seq_len:
       raise UserError(f"seq_len={self.seq_len} cannot hold max_images={self.max_images} x "
                       f"num_image_tokens={self.num_image_tokens} image ids plus text; raise seq_len or lower them")
@@ -163,6 +171,7 @@ class Corpus:
     self.context = builder_lib.context_from_json(contexts)
     self._offsets = np.cumsum([0] + [n for _, _, n in self.parts])
     self._sources = None
+    self._shares: dict = {}
 
   def __len__(self) -> int:
     return int(self._offsets[-1])
@@ -183,6 +192,53 @@ class Corpus:
   def shard_size(self, process_index: int, process_count: int) -> int:
     return len(range(process_index, len(self), process_count))
 
+  def dataset_shares(self, tasks: Sequence[tuple[str, float]]) -> np.ndarray:
+    """Each dataset's share of an epoch under `by_weight` mixing: task t's weight is split over the
+    datasets it applies to (in proportion to their sizes), and a dataset gets the sum over its tasks.
+    Which tasks a dataset serves is read off `_PROBE_RECORDS` evenly spaced records of it."""
+    key = tuple((name, float(w)) for name, w in tasks)
+    if key not in self._shares:
+      self._shares[key] = self._dataset_shares(key)
+    return self._shares[key]
+
+  def _dataset_shares(self, tasks) -> np.ndarray:
+    total = sum(w for _, w in tasks)
+    serves = np.zeros((len(self.parts), len(tasks)), bool)
+    for d in range(len(self.parts)):
+      start, n = int(self._offsets[d]), int(self._offsets[d + 1] - self._offsets[d])
+      for i in np.unique(np.linspace(0, n - 1, min(n, _PROBE_RECORDS)).astype(np.int64)):
+        record = self[start + int(i)]
+        serves[d] |= [verbalize.applies(record, name, self.context) for name, _ in tasks]
+        if serves[d].all():
+          break
+    sizes = np.diff(self._offsets).astype(np.float64)
+    shares = np.zeros(len(self.parts))
+    for t, (name, weight) in enumerate(tasks):
+      if not serves[:, t].any():
+        raise UserError(f"task {name!r} applies to no record of {self.data_dir} ({self.split}); "
+                        "drop it from data.tasks or build a source it reads")
+      pool = sizes * serves[:, t]
+      shares += weight / total * pool / pool.sum()
+    return shares
+
+  def epoch_order(self, seed: int, epoch: int, shares: np.ndarray | None) -> np.ndarray:
+    """The global record indices of one epoch (len(self) of them): a permutation of the corpus, or with
+    `shares` that many draws per dataset (each cycling through its own permutation), shuffled."""
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    if shares is None:
+      return rng.permutation(len(self))
+    n = len(self)
+    counts = np.floor(shares * n).astype(np.int64)
+    for d in np.argsort(-(shares * n - counts), kind="stable")[:n - counts.sum()]:
+      counts[d] += 1   # largest remainders, so the counts add up to the epoch length
+    parts = []
+    for d, c in enumerate(counts):
+      size = int(self._offsets[d + 1] - self._offsets[d])
+      reps = -(-int(c) // size) if c else 0
+      order = np.concatenate([rng.permutation(size) for _ in range(reps)]) if reps else np.zeros(0, np.int64)
+      parts.append(self._offsets[d] + order[:c])
+    return rng.permutation(np.concatenate(parts))
+
 
 def sample_id(record_id: str, task: str, epoch: int) -> int:
   """Stable 63-bit id of (record, task, epoch); identical across processes and runs."""
@@ -201,8 +257,9 @@ def _marker(elem: dict, reason: str, detail: str, *, slot: bool = False) -> dict
 class ReadRecord(grain.transforms.Map):
   """Sample number k -> (epoch, global record index) via a per-epoch shuffle and process shard."""
 
-  def __init__(self, corpus: Corpus, seed: int, process_index: int, process_count: int):
-    self.corpus, self.seed = corpus, seed
+  def __init__(self, corpus: Corpus, seed: int, process_index: int, process_count: int,
+               shares: np.ndarray | None = None):
+    self.corpus, self.seed, self.shares = corpus, seed, shares
     self.process_index, self.process_count = process_index, process_count
     self.epoch_size = corpus.shard_size(process_index, process_count)
     if self.epoch_size == 0:
@@ -213,7 +270,7 @@ class ReadRecord(grain.transforms.Map):
     epoch, j = divmod(int(k), self.epoch_size)
     perm_epoch, perm = self._perm   # one permutation per epoch, cached; one tuple, so threads never see half
     if perm_epoch != epoch:
-      perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.corpus))
+      perm = self.corpus.epoch_order(self.seed, epoch, self.shares)
       self._perm = (epoch, perm)
     index = int(perm[self.process_index + j * self.process_count])
     record = self.corpus[index]
@@ -334,7 +391,8 @@ def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: TextToke
   """The per-sample transform list (`decode=False`: text-only, for counting another shard's rows)."""
   p = config.process_index if process_index is None else process_index
   transforms = [
-      ReadRecord(corpus, config.seed, p, config.process_count),
+      ReadRecord(corpus, config.seed, p, config.process_count,
+                 corpus.dataset_shares(config.tasks) if config.mixture == "by_weight" else None),
       Verbalize(config.tasks, corpus.context, config.seed, config.max_images, config.content_only),
       Tokenize(tokenizer, config.num_image_tokens, config.seq_len, config.conversation),
   ]

@@ -83,7 +83,9 @@ def main(argv=None) -> int:
 
   with _stage("data", times):
     if not os.path.exists(os.path.join(corpus, "manifest.json")):
-      world.generate(corpus, seed=0, size=args.size)
+      # The demo's tasks read no instruction conversations: the corpus is written without them, so
+      # every record the job reads is one a task can use (and its figures stay those of docs/results.md).
+      world.generate(corpus, seed=0, size=args.size, instructions=False)
     if not os.path.isdir(data):
       for report in commands.build_corpus("behavior_world", corpus, data):
         counts = ", ".join(f"{s} {c['records']}" for s, c in report["splits"].items())

@@ -1,5 +1,6 @@
 """Instruction data: LLaVA conversation JSON through the reader, the builder and the `instruction`
 template; loss only on gpt turns; a 1:1 mix with a behavior task; the embedded corpus's own rows."""
+import dataclasses
 import collections
 import json
 import os
@@ -247,3 +248,33 @@ def test_embedded_corpus_yields_instruction_examples(tmp_path):
   assert task_of_sample == {"blift": 12, "instruction": 12}
   assert it.quarantine_totals() == {"no_task": 8}   # the tweets take neither task
   assert all(np.isfinite(b["images"]).all() for b in batches)
+
+
+def test_by_weight_mixture_holds_the_weights_over_datasets_of_any_size(tmp_path):
+  """BLIFT-only records (12) and instruction-only rows (60) in separate datasets: per record, the mix
+  follows the row counts (1:5); `by_weight` gives the weights' 1:1 (and 3:1) within 5% over 1,000."""
+  root = str(tmp_path)
+  shutil.copytree(os.path.join(FIXTURES, "media"), os.path.join(root, "media"))
+  with open(os.path.join(root, "posts.jsonl"), "w") as f:
+    for i in range(12):
+      f.write(json.dumps({"record_id": f"p{i}", "content": {"title": f"post {i}", "media": ["media/red_ball.png"]},
+                          "behavior": {"upvotes": 10 + i, "comments": ["nice ball"]}}) + "\n")
+  with open(os.path.join(root, "chat.json"), "w") as f:
+    json.dump([{"id": f"c{i}", "image": "media/red_ball.png",
+                "conversations": [{"from": "human", "value": "<image>\nDescribe the image."},
+                                  {"from": "gpt", "value": f"A red ball, number {i}."}]} for i in range(60)], f)
+  data_dir = os.path.join(root, "built")
+  commands.build_corpus("jsonl", os.path.join(root, "posts.jsonl"), data_dir)
+  commands.build_corpus("llava_json", os.path.join(root, "chat.json"), data_dir)
+  tok = tiny_tokenizer()
+  corpus = pipeline.Corpus(data_dir, "train")
+  assert len(corpus) == 72
+  tasks = (("blift", 1.0), ("instruction", 1.0))
+  per_record = _task_counts(helpers.config(data_dir, "unused", tasks=tasks), corpus, tok, epochs=14)
+  assert per_record["blift"] * 5 == per_record["instruction"]   # each record once an epoch: 12 : 60
+  for weights, share in (((1.0, 1.0), 0.5), ((3.0, 1.0), 0.75)):
+    config = helpers.config(data_dir, "unused", tasks=(("blift", weights[0]), ("instruction", weights[1])))
+    config = dataclasses.replace(config, mixture="by_weight")
+    counts = _task_counts(config, corpus, tok, epochs=14)
+    n = sum(counts.values())
+    assert n == 14 * 72 and abs(counts["blift"] / n - share) <= 0.025, counts

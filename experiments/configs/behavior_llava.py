@@ -51,6 +51,7 @@ def get_config(arg=None):
   c.init.checkpoint = checkpoint
   c.data.tasks = ("blift", "instruction")
   c.data.weights = (1.0, 1.0)
+  c.data.mixture = "by_weight"   # 1:1 however many BLIFT and instruction rows the data holds
   c.data.conversation = "vicuna_v1"
   c.data.seq_len = 2048
   c.data.batch_size = 128

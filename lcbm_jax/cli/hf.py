@@ -55,7 +55,9 @@ def _export(args) -> int:
   if tok is None:
     print(f"lcbm: warning: {args.checkpoint} has no tokenizer; writing weights and config only",
           file=sys.stderr)
-  hf.save_llava(args.out, cfg, jax.device_get(params), tok, dtype=args.dtype)
+  # The run's prompt format becomes the export's chat template (apply_chat_template = training ids).
+  conversation = (artifacts.training_config(args.checkpoint).get("data") or {}).get("conversation", "plain")
+  hf.save_llava(args.out, cfg, jax.device_get(params), tok, dtype=args.dtype, conversation=conversation)
   n = sum(x.size for x in jax.tree.leaves(params))
   print(f"exported {n:,} parameters ({args.dtype or cfg.param_dtype}) to {args.out}")
   return 0
@@ -68,15 +70,15 @@ def _import(args) -> int:
   _check_new_dir(args.out)
   # Hub ids become their cached snapshot (downloaded if needed) only once --out is known to be good.
   if args.hf_dir is not None:
-    cfg, params, tokenizer_file = hf.load_llava(hub.resolve(args.hf_dir, what="--hf-dir"))
+    cfg, params, tokenizer = hf.load_llava(hub.resolve(args.hf_dir, what="--hf-dir"))
   else:
     vision_dir = hub.resolve(args.vision_dir, what="--vision-dir")
     llm_dir = hub.resolve(args.llm_dir, what="--llm-dir")
-    cfg, params, tokenizer_file = hf.load_clip_llama(vision_dir, llm_dir, seed=args.seed)
-  if tokenizer_file is None:
-    print("lcbm: warning: no tokenizer.model found; the checkpoint has no tokenizer (predict/score need one)",
-          file=sys.stderr)
-  out = checkpoint.save_params(args.out, cfg, params, tokenizer_file)
+    cfg, params, tokenizer = hf.load_clip_llama(vision_dir, llm_dir, seed=args.seed)
+  if tokenizer is None:
+    print("lcbm: warning: no tokenizer.json or tokenizer.model found; the checkpoint has no tokenizer "
+          "(predict, score and training from it need one)", file=sys.stderr)
+  out = checkpoint.save_params(args.out, cfg, params, tokenizer)
   print(f"imported {cfg.param_dtype} model (vocab {cfg.text.vocab_size}, image token {cfg.image_token_id}, "
         f"{cfg.num_image_tokens} tokens per image) to {out}")
   return 0

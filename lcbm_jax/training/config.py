@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.tokenizer = ""       # tokenizer.model or its directory; "" = the one next to the data
   c.data.tasks = ("behavior_simulation",)
   c.data.weights = (1.0,)     # mixture weights, one per task
+  c.data.mixture = "per_record"  # per_record: a task per record; by_weight: datasets resampled to the weights
   c.data.seq_len = 512
   c.data.batch_size = 8       # global, over all processes
   c.data.workers = 0          # Grain worker processes per JAX process

@@ -166,7 +166,7 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
   return pipeline.PipelineConfig(
       data_dir=config.data.dir, tokenizer=tokenizer_dir,
       tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
-      content_only=config.data.content_only, conversation=config.data.conversation,
+      content_only=config.data.content_only, conversation=config.data.conversation, mixture=config.data.mixture,
       batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
       image_mean=model_cfg.image_mean, image_std=model_cfg.image_std,
       image_shortest_edge=model_cfg.image_shortest_edge, image_resample=model_cfg.image_resample,
@@ -183,7 +183,9 @@ class _Data:
     self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir, pretrained_tokenizer)
     base = pipeline_config(config, model_cfg, self.tokenizer_dir)
     self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
-    self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0))
+    # Held-out splits are read as they are (no by_weight resampling): the loss is the data's.
+    self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0,
+                                                             mixture="per_record"))
                   for split in config.eval.splits]
 
   def eval_batches(self, per_split: int):
