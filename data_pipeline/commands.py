@@ -17,7 +17,7 @@ import numpy as np
 from data_pipeline import pipeline, sources, verbalize, vocab
 from data_pipeline.sources import behavior_world
 from data_pipeline.tfds_builders import builder as builder_lib
-from data_pipeline.tokenizer import Tokenizer
+from data_pipeline import tokenizer as tokenizer_lib
 from lcbm_jax.errors import UserError
 
 
@@ -93,7 +93,7 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
 
   split = "train" if "train" in splits else splits[0]
   corpus = pipeline.Corpus(data_dir, split)
-  tok = Tokenizer.load(tokenizer) if tokenizer else vocab.train_corpus_tokenizer(
+  tok = tokenizer_lib.load(tokenizer) if tokenizer else vocab.train_corpus_tokenizer(
       corpus, verbalize.TASKS, vocab_size=vocab.QUICK_VOCAB_SIZE, max_images=max_images, seed=0)
   out.append(f"\n== one verbalized sample per task ({split} split)")
   out.extend(_task_samples(corpus, max_images))

@@ -26,7 +26,7 @@ TASKS = ("blift", "instruction", "behavior_simulation", "likes_high_low")
 
 
 def write(data_dir: str, out: str, *, image_size: int = 32, vocab_size: int = 1024, seed: int = 0) -> str:
-  try:
+  try:   # the hf extra, only for this script: a clear error, not an ImportError at startup
     import torch
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlamaTokenizer, LlavaConfig,
                               LlavaForConditionalGeneration, LlavaProcessor)

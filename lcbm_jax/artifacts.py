@@ -98,3 +98,11 @@ def training_config(path) -> dict:
   except (OSError, ValueError):
     return {}
   return config if isinstance(config, dict) else {}
+
+
+def conversation(path) -> str:
+  """The prompt format (`data.conversation`) the model at `path` was trained with; "plain" for a
+  Hugging Face directory or a checkpoint that records none (prompts are then given as they are)."""
+  data = training_config(path).get("data") or {}
+  value = data.get("conversation", "plain") if isinstance(data, dict) else "plain"
+  return value if isinstance(value, str) and value else "plain"

@@ -40,4 +40,8 @@ def test_readme_cpu_miniature_runs(tmp_path):
                         capture_output=True, text=True, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert (tmp_path / "ft/hf/model.safetensors").is_file()
+  # behavior_llava trains in Vicuna v1 turns: the export carries them as its chat template, and the
+  # tokenizer it started from comes back byte for byte.
+  assert "ASSISTANT:" in (tmp_path / "ft/hf/chat_template.jinja").read_text()
+  assert (tmp_path / "ft/hf/tokenizer.json").read_bytes() == (tmp_path / "ft/llava/tokenizer.json").read_bytes()
   assert (tmp_path / "ft/control/checkpoints/3").is_dir()

@@ -33,7 +33,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
   p = dsub.add_parser("inspect", help="counts, a verbalized sample per task, token lengths, quarantine table")
   p.add_argument("dir", help="a built TFDS data_dir (or a generated corpus directory)")
-  p.add_argument("--tokenizer", default=None, help="tokenizer.model for the token-length histogram")
+  p.add_argument("--tokenizer", default=None, help="tokenizer (a tokenizer.model, or a Hugging Face directory) for the token-length histogram")
   p.add_argument("--seq-len", type=int, default=512, help="sequence length for the packing-efficiency figure")
   p.add_argument("--num-image-tokens", type=int, default=16, help="ids per <image> (the vision tower's patches)")
   p.add_argument("--max-images", type=int, default=4, help="images per sample and per packed row")

@@ -42,7 +42,8 @@ def _eval(args) -> int:
   cfg, params, tok = artifacts.load_for_inference(args.checkpoint)
   data_dir = args.data or _data_dir_from_checkpoint(args.checkpoint)
   results = eval_run.evaluate(cfg, params, tok, data_dir, args.tasks or None,
-                              100 if args.max_examples is None else args.max_examples)
+                              100 if args.max_examples is None else args.max_examples,
+                              conversation=artifacts.conversation(args.checkpoint))
   if args.json:
     print(json.dumps(results, default=float))
   else:

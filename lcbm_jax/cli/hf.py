@@ -56,8 +56,8 @@ def _export(args) -> int:
     print(f"lcbm: warning: {args.checkpoint} has no tokenizer; writing weights and config only",
           file=sys.stderr)
   # The run's prompt format becomes the export's chat template (apply_chat_template = training ids).
-  conversation = (artifacts.training_config(args.checkpoint).get("data") or {}).get("conversation", "plain")
-  hf.save_llava(args.out, cfg, jax.device_get(params), tok, dtype=args.dtype, conversation=conversation)
+  hf.save_llava(args.out, cfg, jax.device_get(params), tok, dtype=args.dtype,
+                conversation=artifacts.conversation(args.checkpoint))
   n = sum(x.size for x in jax.tree.leaves(params))
   print(f"exported {n:,} parameters ({args.dtype or cfg.param_dtype}) to {args.out}")
   return 0

@@ -42,11 +42,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 def _load(checkpoint: str):
   cfg, params, tok = artifacts.load_for_inference(checkpoint)
   if tok is None:
-    raise UserError(f"{checkpoint} holds no tokenizer (tokenizer.model); save or export it with one")
+    raise UserError(f"{checkpoint} holds no tokenizer (tokenizer.json or tokenizer.model); save or export it with one")
   if tok.image_id != cfg.image_token_id:
     raise UserError(f"{checkpoint}: the tokenizer's <image> id is {tok.image_id} but the model expects "
                     f"{cfg.image_token_id}; the tokenizer does not belong to this model")
-  return cfg, params, Codec(tok, cfg.num_image_tokens)
+  return cfg, params, Codec(tok, cfg.num_image_tokens, artifacts.conversation(checkpoint))
 
 
 def _check_image_count(codec: Codec, ids, images: list[str]) -> None:

@@ -38,8 +38,9 @@ DEFAULT_TASKS = tuple(TASK_FNS)
 
 def evaluate(cfg, params, tokenizer, data_dir: str, tasks: Sequence[str] | None = None,
              max_examples: int | None = 100, *, latent_path: str | None = None, batch_size: int = 16,
-             seed: int = 0) -> dict:
+             seed: int = 0, conversation: str = "plain") -> dict:
   """Every requested task on the held-out splits of `data_dir` (a built data dir, `lcbm data build`).
+  `conversation`: the prompt format the model was trained with (`data_pipeline.chat`).
 
   Returns {row: {metric: {"model": float, "baselines": {name: float}, "n": int}}}; tasks the data
   does not support produce no rows. `latent_path`: the generated corpus' latent.jsonl (zero-shot
@@ -53,7 +54,7 @@ def evaluate(cfg, params, tokenizer, data_dir: str, tasks: Sequence[str] | None 
     raise UserError("the checkpoint has no tokenizer; evaluation needs the one the model was trained with")
   if max_examples is not None and max_examples < 1:
     raise UserError(f"--max-examples must be >= 1, got {max_examples}")
-  codec = Codec(tokenizer, cfg.num_image_tokens)
+  codec = Codec(tokenizer, cfg.num_image_tokens, conversation)
   latent = world.load_latent(latent_path or world.find_latent(data_dir))
   data = EvalData(data_dir, codec, cfg, max_examples, latent)
   data.train_corpus   # a missing or unbuilt data dir fails here, before any model work
