@@ -17,6 +17,7 @@ import datetime
 import io
 import math
 import os
+import stat
 from typing import Any, Mapping
 
 from PIL import Image
@@ -35,6 +36,8 @@ REASONS: dict[str, str] = {
     "bad_date": "the date is not ISO YYYY-MM-DD",
     "empty_text": "the item has no text at all (title, description, text, ASR, OCR, captions), or an empty turn",
     "missing_media": "a referenced media file does not exist",
+    "media_outside_root": "a media path that resolves (symlinks included) outside the media root, e.g. ../ or /etc/...",
+    "not_regular_file": "a media path that names a directory, device, FIFO or socket, not a regular file",
     "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
     "unsupported_media": "a media file decodes but in a mode we do not train on (CMYK, 16-bit, ...)",
     "huge_media": "a media file is too large in bytes or pixels",
@@ -318,27 +321,62 @@ def check_conversation(conversation: tuple[tuple[str, str], ...], num_media: int
 
 
 def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:
-  if media_root is None or os.path.isabs(ref.path):
+  """Where a media item lives: `ref.path` resolved (symlinks included) against the resolved media root.
+
+  A path that resolves outside the root (`../`, an absolute path elsewhere, a symlink that leads out)
+  is RecordError("media_outside_root") before anything is opened. Without a root (library use on
+  paths the caller chose) the path is taken as it is.
+  """
+  if media_root is None:
     return ref.path
-  return os.path.join(media_root, ref.path)
+  root = os.path.realpath(media_root)
+  path = os.path.realpath(ref.path if os.path.isabs(ref.path) else os.path.join(root, ref.path))
+  if os.path.commonpath([root, path]) != root:
+    raise RecordError("media_outside_root", f"{ref.path} resolves to {path}, outside the media root {root} "
+                      "(pass the directory that holds it as --media-root)")
+  return path
+
+
+def _read_regular_file(path: str, shown: str) -> bytes:
+  """The bytes of a regular file, opened once and read at most MAX_MEDIA_BYTES + 1 bytes far.
+
+  No-follow and non-blocking, so a symlink swapped in after `media_path` or a FIFO cannot redirect
+  or hang the read; `fstat` of the open file decides, so a directory, device or socket is never read.
+  """
+  flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+  try:
+    fd = os.open(path, flags)
+  except FileNotFoundError:
+    raise RecordError("missing_media", f"{shown} not found") from None
+  except IsADirectoryError:
+    raise RecordError("not_regular_file", f"{shown} is a directory") from None
+  except OSError as e:
+    raise RecordError("missing_media", f"{shown}: {e.strerror}") from None
+  try:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+      kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+              "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+              else "not a regular file")
+      raise RecordError("not_regular_file", f"{shown} is {kind}")
+    chunks, size = [], 0
+    while size <= MAX_MEDIA_BYTES:
+      chunk = os.read(fd, min(1 << 20, MAX_MEDIA_BYTES + 1 - size))
+      if not chunk:
+        break
+      chunks.append(chunk)
+      size += len(chunk)
+    return b"".join(chunks)
+  finally:
+    os.close(fd)
 
 
 def read_media_bytes(ref: MediaRef, media_root: str | os.PathLike | None) -> bytes:
-  """The encoded bytes of a media item (from `ref.data` or the file); RecordError if absent or huge."""
-  if ref.data is not None:
-    data = ref.data
-  else:
-    path = media_path(ref, media_root)
-    try:
-      size = os.path.getsize(path)
-    except OSError:
-      raise RecordError("missing_media", f"{ref.path} not found") from None
-    if size > MAX_MEDIA_BYTES:
-      raise RecordError("huge_media", f"{ref.path}: {size} bytes > {MAX_MEDIA_BYTES}")
-    with open(path, "rb") as f:
-      data = f.read()
+  """The encoded bytes of a media item (from `ref.data` or its file); RecordError if it is outside the
+  media root, not a regular file, absent, empty or huge."""
+  data = ref.data if ref.data is not None else _read_regular_file(media_path(ref, media_root), ref.path)
   if len(data) > MAX_MEDIA_BYTES:
-    raise RecordError("huge_media", f"{ref.path}: {len(data)} bytes > {MAX_MEDIA_BYTES}")
+    raise RecordError("huge_media", f"{ref.path}: more than {MAX_MEDIA_BYTES} bytes")
   if not data:
     raise RecordError("corrupt_media", f"{ref.path}: zero bytes")
   return data
