@@ -36,6 +36,7 @@ REASONS: dict[str, str] = {
     "bad_date": "the date is not ISO YYYY-MM-DD",
     "empty_text": "the item has no text at all (title, description, text, ASR, OCR, captions), or an empty turn",
     "missing_media": "a referenced media file does not exist",
+    "duplicate_id": "a record id already built from an earlier row of this source (or another split: leakage)",
     "media_outside_root": "a media path that resolves (symlinks included) outside the media root, e.g. ../ or /etc/...",
     "not_regular_file": "a media path that names a directory, device, FIFO or socket, not a regular file",
     "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
@@ -211,7 +212,9 @@ def as_text(value: Any, field: str, *, required: bool = False) -> str:
 def as_text_list(value: Any, field: str) -> tuple[str, ...]:
   if value is None:
     return ()
-  if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+  # A list (JSON), a tuple or an array (parquet); a dict or a string is not coerced (its keys or
+  # characters are not the list the field means).
+  if not isinstance(value, (list, tuple)) and type(value).__name__ != "ndarray":
     raise RecordError("wrong_type", f"{field} is {type(value).__name__}, expected a list of strings")
   return tuple(as_text(v, f"{field}[{i}]") for i, v in enumerate(value))
 

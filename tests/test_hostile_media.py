@@ -84,3 +84,22 @@ def test_read_is_bounded_and_regular_only(tmp_path):
     raise AssertionError("a file over the limit was read")
   except rec.RecordError as e:
     assert e.reason == "huge_media"
+
+
+def test_duplicate_ids_are_built_once_and_a_dict_is_not_a_list(tmp_path):
+  shutil.copytree(os.path.join(FIXTURES, "media"), tmp_path / "media")
+  rows = [_row(0, "media/red_ball.png"), _row(1, "media/red_ball.png"), _row(0, "media/red_ball.png")]
+  bad = json.loads(_row(5, "media/red_ball.png"))
+  bad["behavior"]["comments"] = {"top": "so cool"}   # a dict where the list of comments belongs
+  (tmp_path / "train.jsonl").write_text("".join(rows) + json.dumps(bad) + "\n")
+  (tmp_path / "test.jsonl").write_text(_row(1, "media/red_ball.png") + _row(9, "media/red_ball.png"))
+  reports = commands.build_corpus("jsonl", str(tmp_path), str(tmp_path / "built"), str(tmp_path))
+  (report,) = reports
+  # Splits build in name order (test, then train): the first row with an id, in that order, is built.
+  assert report["splits"]["test"] == {"records": 2, "quarantined": 0}
+  assert report["splits"]["train"] == {"records": 1, "quarantined": 3}
+  items = json.loads(open(os.path.join(report["path"], "quarantine.json")).read())["items"]
+  by = {(i["split"], i["record_id"]): i for i in items}
+  assert by[("train", "r1")]["reason"] == "duplicate_id" and "leakage" in by[("train", "r1")]["detail"]
+  assert by[("train", "r0")]["reason"] == "duplicate_id" and "this split" in by[("train", "r0")]["detail"]
+  assert by[("train", "r5")]["reason"] == "wrong_type" and len(items) == 3

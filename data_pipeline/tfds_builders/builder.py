@@ -62,6 +62,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._splits = dict(splits or {})
     self.quarantined: dict[str, list[records_lib.Quarantined]] = collections.defaultdict(list)
     self.kept: dict[str, int] = collections.Counter()
+    self._seen: dict[str, tuple[str, str]] = {}   # record id -> (split, row) of the row built with it
     self.generated_splits: set[str] = set()   # splits whose reader ran to the end
     self._train_records: list[records_lib.ContentBehaviorRecord] = []
     # Test splits may hold accounts training never saw (LCBM's brand split): their like levels
@@ -97,16 +98,25 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split: str):
     read, media_root = self._splits[split]
+    self._seen = {k: v for k, v in self._seen.items() if v[0] != split}   # a split generated again starts over
     for i, item in enumerate(tqdm.tqdm(read(), desc=f"{self.name}/{split}", unit=" records", file=sys.stderr,
                                        leave=False)):
       if isinstance(item, records_lib.Quarantined):
         self.quarantined[split].append(item)
+        continue
+      first = self._seen.get(item.record_id)
+      if first is not None:   # the first row with an id, in (split, file, row) order, is the one built
+        where = "this split" if first[0] == split else f"split {first[0]} (train/test leakage)"
+        self.quarantined[split].append(records_lib.quarantine(records_lib.RecordError(
+            "duplicate_id", f"{item.record_id!r} was built from {where}, row {first[1]}"),
+            item.record_id, item.source, f"#{i}"))
         continue
       try:
         media = [records_lib.read_media_bytes(m, media_root) for m in item.content.media]
       except records_lib.RecordError as e:
         self.quarantined[split].append(records_lib.quarantine(e, item.record_id, item.source, f"#{i}"))
         continue
+      self._seen[item.record_id] = (split, f"#{i}")
       self.kept[split] += 1
       (self._train_records if split == "train" else self._other_records).append(item)
       # Key = position in the corpus: unique even when a corpus repeats a record id.
