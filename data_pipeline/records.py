@@ -42,6 +42,7 @@ REASONS: dict[str, str] = {
     "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
     "unsupported_media": "a media file decodes but in a mode we do not train on (CMYK, 16-bit, ...)",
     "huge_media": "a media file is too large in bytes or pixels",
+    "huge_line": "a JSONL line longer than any row (16 MiB): skipped in bounded pieces, never read whole",
     "bad_role": "a conversation turn's speaker is not human or gpt (user / assistant are read as those)",
     "bad_turn_order": "conversation turns do not alternate human, gpt, ... starting with human and ending with gpt",
     "image_token_mismatch": "the <image> placeholders of a conversation do not match its media (one per item)",

@@ -103,3 +103,18 @@ def test_duplicate_ids_are_built_once_and_a_dict_is_not_a_list(tmp_path):
   assert by[("train", "r1")]["reason"] == "duplicate_id" and "leakage" in by[("train", "r1")]["detail"]
   assert by[("train", "r0")]["reason"] == "duplicate_id" and "this split" in by[("train", "r0")]["detail"]
   assert by[("train", "r5")]["reason"] == "wrong_type" and len(items) == 3
+
+
+def test_an_enormous_jsonl_line_is_quarantined_in_bounded_memory(tmp_path):
+  import resource
+  from data_pipeline.sources import jsonl
+  shutil.copytree(os.path.join(FIXTURES, "media"), tmp_path / "media")
+  with open(tmp_path / "train.jsonl", "wb") as f:
+    f.write(_row(0, "media/red_ball.png").encode())
+    f.write(b'{"record_id": "big", "content": {"title": "' + b"x" * (jsonl.MAX_LINE_BYTES * 3) + b'"}}\n')
+    f.write(_row(2, "media/red_ball.png").encode())
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  got = [(x.record_id, getattr(x, "reason", "clean")) for x in jsonl.read(str(tmp_path / "train.jsonl"))]
+  grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+  assert got == [("r0", "clean"), ("train.jsonl:2", "huge_line"), ("r2", "clean")]
+  assert grown < 2 * jsonl.MAX_LINE_BYTES   # the 48 MiB line was never held whole

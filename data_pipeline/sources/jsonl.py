@@ -15,15 +15,36 @@ from data_pipeline import sources
 SOURCE = "jsonl"
 
 
+# A row is text and counts (media are files): a longer line is a broken file, not data, and reading
+# it whole could exhaust memory.
+MAX_LINE_BYTES = 16 << 20
+
+
+def _lines(f) -> Iterator[bytes | None]:
+  """The lines of a binary file, each at most MAX_LINE_BYTES; None for a longer one, skipped in
+  bounded pieces."""
+  while raw := f.readline(MAX_LINE_BYTES + 1):
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+      while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+        pass
+      yield None
+    else:
+      yield raw
+
+
 def json_lines(path: str, source: str) -> Iterator[tuple[str, dict[str, Any] | rec.Quarantined]]:
   """(location, row dict | Quarantined) per non-blank line of `path`."""
   name = os.path.basename(path)
   with open(path, "rb") as f:
-    for lineno, raw in enumerate(f, 1):
+    for lineno, raw in enumerate(_lines(f), 1):
       location = f"{path}:{lineno}"
+      fallback_id = f"{name}:{lineno}"
+      if raw is None:
+        yield location, rec.Quarantined(fallback_id, source, "huge_line",
+                                        f"a line over {MAX_LINE_BYTES} bytes", location)
+        continue
       if not raw.strip():
         continue
-      fallback_id = f"{name}:{lineno}"
       try:
         text = raw.decode("utf-8")
       except UnicodeDecodeError as e:
