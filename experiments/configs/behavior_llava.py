@@ -43,36 +43,13 @@ def get_config(arg=None):
   if arg not in (None, "cpu", *CHECKPOINTS):
     raise UserError(f"behavior_llava.py takes no arg, 'cpu' or one of {', '.join(CHECKPOINTS)}, got {arg!r}")
   preset, checkpoint = CHECKPOINTS["7b" if arg in (None, "cpu") else arg]
-  c = config_lib.base_config()
-  c.model.preset = preset   # only where the checkpoint stores no architecture
-  c.model.param_dtype = "float32"
-  c.model.compute_dtype = "bfloat16"
-  c.model.remat = "full"
+  c = config_lib.llava_recipe(preset, num_steps=22800, batch_size=128, lr=2e-5,
+                              freeze=("^vision/",), save_every=1000)
   c.init.checkpoint = checkpoint
   c.data.tasks = ("blift", "instruction")
   c.data.weights = (1.0, 1.0)
   c.data.mixture = "by_weight"   # 1:1 however many BLIFT and instruction rows the data holds
   c.data.conversation = "vicuna_v1"
-  c.data.seq_len = 2048
-  c.data.batch_size = 128
-  c.data.workers = 8
-  c.mesh.data = 1
-  c.mesh.fsdp = -1            # 7B needs its state sharded over every chip
-  c.num_steps = 22800
-  c.optim.lr = 2e-5
-  c.optim.warmup_steps = round(0.03 * c.num_steps)
-  c.optim.end_lr_ratio = 0.0
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.freeze = ("^vision/",)
-  c.checkpoint.every_steps = 1000
-  c.checkpoint.keep = 2
-  c.eval.every_steps = 1000
-  c.eval.batches = 16
-  c.log.every_steps = 10
   if arg == "cpu":
     config_lib.cpu_mode(c, num_steps=20, seq_len=512, warmup_steps=2)   # BLIFT videos fit
-    c.model.param_dtype = c.model.compute_dtype = c.model.remat = ""   # the checkpoint's own
-    c.init.checkpoint = ""   # from --config.init.checkpoint: CI passes a tiny LLaVA directory
-    c.mesh.data, c.mesh.fsdp = -1, 1
   return c

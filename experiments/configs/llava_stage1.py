@@ -41,36 +41,13 @@ def get_config(arg=None):
   if arg not in (None, "cpu", *LLMS):
     raise UserError(f"llava_stage1.py takes no arg, 'cpu' or one of {', '.join(LLMS)}, got {arg!r}")
   preset, llm = LLMS["7b" if arg in (None, "cpu") else arg]
-  c = config_lib.base_config()
-  c.model.preset = preset   # shapes only where the init stores none: the towers' own configs win
-  c.model.param_dtype = "float32"
-  c.model.compute_dtype = "bfloat16"
-  c.model.remat = "full"
+  c = config_lib.llava_recipe(preset, num_steps=2180, batch_size=256, lr=1e-3,
+                              freeze=("^vision/", "^llm/"), save_every=500)
   c.init.vision_dir = "openai/clip-vit-large-patch14-336"
   c.init.llm_dir = llm
   c.data.tasks = ("instruction",)
   c.data.weights = (1.0,)
   c.data.conversation = "plain"   # LLaVA's stage-1 template: the image, then the caption
-  c.data.seq_len = 2048
-  c.data.batch_size = 256
-  c.data.workers = 8
-  c.mesh.data = 1
-  c.mesh.fsdp = -1            # 7B needs its state sharded over every chip
-  c.num_steps = 2180
-  c.optim.lr = 1e-3
-  c.optim.warmup_steps = round(0.03 * c.num_steps)
-  c.optim.end_lr_ratio = 0.0
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.freeze = ("^vision/", "^llm/")
-  c.checkpoint.every_steps = 500
-  c.checkpoint.keep = 2
-  c.eval.every_steps = 500
-  c.eval.batches = 16
-  c.log.every_steps = 10
   if arg == "cpu":
     config_lib.cpu_mode(c, num_steps=20, seq_len=256, warmup_steps=2)
-    c.model.param_dtype = c.model.compute_dtype = c.model.remat = ""   # the tiny model's own (float32)
-    c.init.vision_dir = c.init.llm_dir = ""   # from --config.init.*: CI passes tiny HF directories
-    c.mesh.data, c.mesh.fsdp = -1, 1
   return c

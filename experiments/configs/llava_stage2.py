@@ -37,35 +37,12 @@ PRESETS = {"7b": "llava-1.5-7b", "13b": "llava-1.5-13b"}
 def get_config(arg=None):
   if arg not in (None, "cpu", *PRESETS):
     raise UserError(f"llava_stage2.py takes no arg, 'cpu' or one of {', '.join(PRESETS)}, got {arg!r}")
-  c = config_lib.base_config()
-  c.model.preset = PRESETS["7b" if arg in (None, "cpu") else arg]   # only where the checkpoint stores none
-  c.model.param_dtype = "float32"
-  c.model.compute_dtype = "bfloat16"
-  c.model.remat = "full"
+  c = config_lib.llava_recipe(PRESETS["7b" if arg in (None, "cpu") else arg], num_steps=5197, batch_size=128, lr=2e-5,
+                              freeze=("^vision/",), save_every=500)
   c.init.checkpoint = "runs/llava_stage1"   # stage 1's workdir: override with yours
   c.data.tasks = ("instruction",)
   c.data.weights = (1.0,)
   c.data.conversation = "vicuna_v1"
-  c.data.seq_len = 2048
-  c.data.batch_size = 128
-  c.data.workers = 8
-  c.mesh.data = 1
-  c.mesh.fsdp = -1            # 7B needs its state sharded over every chip
-  c.num_steps = 5197
-  c.optim.lr = 2e-5
-  c.optim.warmup_steps = round(0.03 * c.num_steps)
-  c.optim.end_lr_ratio = 0.0
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 0.0
-  c.optim.freeze = ("^vision/",)   # the projector and the LLM train
-  c.checkpoint.every_steps = 500
-  c.checkpoint.keep = 2
-  c.eval.every_steps = 500
-  c.eval.batches = 16
-  c.log.every_steps = 10
   if arg == "cpu":
     config_lib.cpu_mode(c, num_steps=20, seq_len=256, warmup_steps=2)
-    c.model.param_dtype = c.model.compute_dtype = c.model.remat = ""   # the checkpoint's own
-    c.init.checkpoint = ""   # from --config.init.checkpoint: the stage-1 miniature's workdir
-    c.mesh.data, c.mesh.fsdp = -1, 1
   return c

@@ -20,6 +20,7 @@ import jax
 from data_pipeline.codec import Codec
 from lcbm_jax import artifacts, inference
 from lcbm_jax.errors import UserError
+from lcbm_jax.export import hf
 from lcbm_jax.inference_images import load_model_images
 
 
@@ -43,9 +44,7 @@ def _load(checkpoint: str):
   cfg, params, tok = artifacts.load_for_inference(checkpoint)
   if tok is None:
     raise UserError(f"{checkpoint} holds no tokenizer (tokenizer.json or tokenizer.model); save or export it with one")
-  if tok.image_id != cfg.image_token_id:
-    raise UserError(f"{checkpoint}: the tokenizer's <image> id is {tok.image_id} but the model expects "
-                    f"{cfg.image_token_id}; the tokenizer does not belong to this model")
+  hf.check_tokenizer(cfg, tok, checkpoint)
   return cfg, params, Codec(tok, cfg.num_image_tokens, artifacts.conversation(checkpoint))
 
 

@@ -627,17 +627,18 @@ def open_llava(hf_dir: str) -> tuple[presets.LCBMConfig, TensorFiles, Any]:
   cfg = dataclasses.replace(cfg, **inference_images.fields_from_dir(hf_dir, cfg.vision.image_size))
   tok = load_tokenizer(hf_dir)
   if tok is not None:
-    _check_tokenizer(cfg, tok, hf_dir)
+    check_tokenizer(cfg, tok, hf_dir)
   return cfg, files, tok
 
 
-def _check_tokenizer(cfg: presets.LCBMConfig, tok, where: str) -> None:
+def check_tokenizer(cfg: presets.LCBMConfig, tok, where: str) -> None:
+  """A one-line error when the tokenizer's ids do not fit the embedding or its `<image>` differs."""
   if tok.vocab_size > cfg.text.vocab_size:
     raise UserError(f"{where}: the tokenizer has {tok.vocab_size} ids but the model's vocabulary has "
                     f"{cfg.text.vocab_size} rows; the tokenizer does not belong to these weights")
   if tok.image_id != cfg.image_token_id:
-    raise UserError(f"{where}: the tokenizer's {IMAGE_TOKEN} is id {tok.image_id} but config.json's "
-                    f"image_token_index is {cfg.image_token_id}")
+    raise UserError(f"{where}: the tokenizer's {IMAGE_TOKEN} is id {tok.image_id} but the model's image token "
+                    f"(image_token_index) is {cfg.image_token_id}; the tokenizer does not belong to this model")
 
 
 def load_llava(hf_dir: str) -> tuple[presets.LCBMConfig, dict, Any]:

@@ -95,11 +95,46 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def llava_recipe(preset: str, *, num_steps: int, batch_size: int, lr: float, freeze: tuple[str, ...],
+                 save_every: int) -> ml_collections.ConfigDict:
+  """What every LLaVA-1.5-style recipe shares (experiments/configs/llava_stage*.py, behavior_llava.py,
+  lcbm.py): float32 weights computed in bfloat16 with full remat (a 2e-5 Adam step is below bfloat16's
+  resolution), 2,048-token rows, the state sharded over every chip, AdamW betas (0.9, 0.999) without
+  weight decay, 3% warm-up and cosine decay to 0, two checkpoints kept, an eval at every save."""
+  c = base_config()
+  c.model.preset = preset   # only where the init checkpoint stores no architecture
+  c.model.param_dtype = "float32"
+  c.model.compute_dtype = "bfloat16"
+  c.model.remat = "full"
+  c.data.seq_len = 2048
+  c.data.batch_size = batch_size
+  c.data.workers = 8
+  c.mesh.data = 1
+  c.mesh.fsdp = -1            # 7B needs its state sharded over every chip
+  c.num_steps = num_steps
+  c.optim.lr = lr
+  c.optim.warmup_steps = round(0.03 * num_steps)
+  c.optim.end_lr_ratio = 0.0
+  c.optim.b2 = 0.999
+  c.optim.weight_decay = 0.0
+  c.optim.freeze = freeze
+  c.checkpoint.every_steps = c.eval.every_steps = save_every
+  c.checkpoint.keep = 2
+  c.eval.batches = 16
+  c.log.every_steps = 10
+  return c
+
+
 def cpu_mode(c: ml_collections.ConfigDict, *, num_steps: int, seq_len: int,
              warmup_steps: int) -> ml_collections.ConfigDict:
-  """The small CPU variant every recipe offers (`NAME.py:cpu`): the tiny preset, batches of 8 from the
-  main process, lr 3e-3, a checkpoint and an eval halfway and at the end."""
+  """The small CPU variant every recipe offers (`NAME.py:cpu`): the tiny preset (or the init
+  checkpoint's own architecture and dtypes: `init.*` and `model.*dtype` / `remat` are left to the
+  command line), batches of 8 from the main process on a data-only mesh, lr 3e-3, a checkpoint and an
+  eval halfway and at the end."""
   c.model.preset = "tiny"
+  c.model.param_dtype = c.model.compute_dtype = c.model.remat = ""
+  c.init.checkpoint = c.init.vision_dir = c.init.llm_dir = ""
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = -1, 1, 1
   c.data.seq_len = seq_len
   c.data.batch_size = 8
   c.data.workers = 0

@@ -146,14 +146,3 @@ def _from_clip_llama(config, vision_dir: str, llm_dir: str) -> Start:
   return Start(INIT, pair.cfg, pair.tokenizer,
                source={"vision_dir": vision_dir, "llm_dir": llm_dir, "format": "clip+llama",
                        "fresh": ["projector"]}, _read=read)
-
-
-def check_tokenizer_fits(cfg: presets.LCBMConfig, tokenizer, where: str) -> None:
-  """A one-line error when the tokenizer's ids do not fit the embedding or its `<image>` differs."""
-  if tokenizer.vocab_size > cfg.text.vocab_size:
-    raise UserError(f"{where}: the tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
-                    f"{cfg.text.vocab_size} rows; use the checkpoint's own tokenizer")
-  if tokenizer.image_id != cfg.image_token_id:
-    raise UserError(f"{where}: the tokenizer's <image> is id {tokenizer.image_id} but the model's image token "
-                    f"is {cfg.image_token_id}; use the checkpoint's own tokenizer")
-

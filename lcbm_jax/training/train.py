@@ -28,6 +28,7 @@ from data_pipeline.batch import STEP_KEYS
 from lcbm_jax import checkpoint as ckpt_lib
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
+from lcbm_jax.export import hf
 from lcbm_jax.model import lcbm, presets
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import metrics as metrics_lib
@@ -312,7 +313,7 @@ def train(config, workdir: str) -> dict:
   # Data: this process's share of every global batch, plus a held-out stream for eval.
   data = _Data(config, model_cfg, workdir, start.tokenizer)
   if start.pretrained:
-    init_lib.check_tokenizer_fits(model_cfg, data.train.tokenizer, "data")
+    hf.check_tokenizer(model_cfg, data.train.tokenizer, "data")
   else:
     model_cfg = _fit_tokenizer(model_cfg, data.train.tokenizer)
 
