@@ -46,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -53,11 +54,12 @@ import pathlib
 import shutil
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from jax.experimental import multihost_utils
 
 from data_pipeline import hf_tokenizer
@@ -500,6 +502,11 @@ def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partia
 # --- params-only checkpoints, and reading one step's parameters and configs ---
 
 
+# Params-only checkpoints are written in chunks of at most this size, so reading one parameter holds
+# the parameter and one chunk being decoded, not two copies of the largest parameter.
+PARAMS_CHUNK_BYTES = 8 << 20
+
+
 def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: Any = None) -> pathlib.Path:
   """Writes a params-only checkpoint (imports from HF, exports) with a manifest; returns its path."""
   out_dir = pathlib.Path(out_dir).absolute()
@@ -508,7 +515,8 @@ def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: A
   handler = ocp.CompositeCheckpointHandler(**{k: v for k, v in _item_handlers("params").items() if k != "data"})
   with ocp.Checkpointer(handler) as ckptr:
     ckptr.save(out_dir, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params),
+        params=ocp.args.StandardSave(params, save_args=jax.tree.map(
+            lambda _: ocp.SaveArgs(chunk_byte_size=PARAMS_CHUNK_BYTES), params)),
         config=ocp.args.JsonSave(_config_to_dict(config)),
         model=ocp.args.JsonSave(_model_to_dict(cfg)),
         tokenizer=FilesSave(_tokenizer_files(tokenizer_dir))), force=True)
@@ -542,42 +550,123 @@ def release_freed_host_memory() -> None:
 _malloc_trim = None
 
 
-def restore_params(step_dir, abstract_params: Any, *, one_at_a_time: bool = False) -> Any:
-  """The parameters of a verified step directory, placed as `abstract_params` says.
+def restore_params(step_dir, abstract_params: Any) -> Any:
+  """The parameters of a verified step directory, placed as `abstract_params` says, in one Orbax restore.
 
   A training step holds them as `TrainState.params` (only those are read), a params-only checkpoint
   (`save_params`) as its `params` item. abstract_params: `jax.ShapeDtypeStruct` leaves carrying the
   target shardings; their shapes are checked against the checkpoint first (UserError naming the leaf).
-  `one_at_a_time`: one restore per parameter, so the host's transient buffers hold one parameter, not
-  the whole model (initialising a large model from a checkpoint; a resume restores everything at once).
+  Initialising a large model reads parameter by parameter instead (`param_readers` + `place`).
   """
   step_dir = pathlib.Path(step_dir)
-  item = "params" if (step_dir / "params").is_dir() else "state"
+  item = _params_item(step_dir)
   wrap = (lambda t: t) if item == "params" else (lambda t: {"params": t})
   _check_tree_matches(step_dir, item, wrap(abstract_params), partial=item == "state")
+  target = wrap(abstract_params)
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  with ocp.PyTreeCheckpointer() as ckptr:
+    restored = _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True)), step_dir)
+  return restored if item == "params" else restored["params"]
 
-  def restore(target):
-    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-    with ocp.PyTreeCheckpointer() as ckptr:
-      return _orbax_restore(lambda: ckptr.restore(step_dir / item, args=ocp.args.PyTreeRestore(
-          item=target, restore_args=restore_args, partial_restore=True)), step_dir)
 
-  if not one_at_a_time:
-    restored = restore(wrap(abstract_params))
-    return restored if item == "params" else restored["params"]
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract_params)
-  out = []
-  for path, leaf in leaves:
-    single: dict = {}
-    node = single
-    keys = [getattr(k, "key", k) for k in path]
-    for k in keys[:-1]:
-      node = node.setdefault(k, {})
-    node[keys[-1]] = leaf
-    got = restore(wrap(single))
-    got = got if item == "params" else got["params"]
-    for k in keys:
-      got = got[k]
-    out.append(got)
+def _params_item(step_dir: pathlib.Path) -> str:
+  return "params" if (step_dir / "params").is_dir() else "state"
+
+
+def param_readers(step_dir, abstract_params: Any) -> dict[str, Callable[[], ts.TensorStore]]:
+  """Our path ("llm/embed/embedding") -> a function opening that parameter of a verified step directory
+  as a TensorStore array (dtype as stored, nothing read yet), for `place`.
+
+  The OCDBT arrays are read through TensorStore directly, without a cache, shard by shard and chunk
+  by chunk: an Orbax restore holds its read buffer and the placed copy of a parameter together, which
+  for the largest one is more than initialising a model can afford (the sharded-init memory bound).
+  Leaf shapes and dtypes are checked against `abstract_params` first (UserError naming the leaf).
+  """
+  step_dir = pathlib.Path(step_dir)
+  item = _params_item(step_dir)
+  prefix = () if item == "params" else ("params",)
+  _check_tree_matches(step_dir, item, abstract_params if not prefix else {"params": abstract_params},
+                      partial=bool(prefix))
+  try:
+    meta = json.loads((step_dir / item / "_METADATA").read_text())
+  except (OSError, ValueError) as e:
+    raise UserError(f"{step_dir / item}: cannot read the array metadata ({e}); the checkpoint is damaged") from e
+  names = {tuple(str(k["key"]) for k in leaf["key_metadata"]) for leaf in meta["tree_metadata"].values()}
+  if not meta.get("use_ocdbt", False):
+    raise UserError(f"{step_dir / item} was not written with OCDBT; re-save it with this version of lcbm-jax")
+  driver = "zarr3" if meta.get("use_zarr3") else "zarr"
+  base = f"file://{(step_dir / item).absolute()}/"
+  context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
+
+  def reader(name: str):
+    def read() -> ts.TensorStore:
+      try:
+        return ts.open({"driver": driver, "kvstore": {"driver": "ocdbt", "base": base, "path": name}},
+                       open=True, read=True, context=context).result()
+      except ValueError as e:   # TensorStore's error for a missing or corrupt array
+        raise UserError(f"cannot read {name} from {step_dir / item}: {str(e).splitlines()[0][:300]}; "
+                        "the checkpoint is damaged") from e
+    return read
+
+  readers = {}
+  for path, _ in jax.tree_util.tree_flatten_with_path(abstract_params)[0]:
+    ours = _path_str(path).lstrip("/")
+    keys = prefix + tuple(ours.split("/"))
+    if keys not in names:
+      raise UserError(f"{step_dir / item} has no array {'/'.join(keys)}")
+    readers[ours] = reader(".".join(keys))
+  return readers
+
+
+def _read_chunk_by_chunk(arr: ts.TensorStore, index: tuple = ()) -> np.ndarray:
+  """arr[index], its chunks read in turn into one output: the host holds the output and one chunk's
+  buffers, where one whole read would decode every chunk at once."""
+  view = arr[index].translate_to[0] if index else arr
+  out = np.empty(view.shape, view.dtype.numpy_dtype)
+  chunk = arr.chunk_layout.read_chunk.shape or arr.shape
+  for origin in itertools.product(*(range(0, n, c) for n, c in zip(view.shape, chunk))):
+    block = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunk, view.shape))
+    try:
+      out[block] = view[block].read().result()
+    except ValueError as e:   # a missing or corrupt chunk
+      raise UserError(f"cannot read {arr.kvstore.url}: {str(e).splitlines()[0][:300]}; the checkpoint is damaged") from e
+  return out
+
+
+def place(readers: dict, shardings, dtypes=None) -> dict:
+  """Readers (our path -> a function returning a host array, or an open TensorStore array read here shard
+  by shard) -> params as jax.Arrays placed with `shardings` (a params-shaped pytree) and cast to
+  `dtypes` (params-shaped, or None to keep the stored ones), one parameter at a time: the host holds at
+  most one parameter besides what the devices hold, never the whole model."""
+  params: dict = {}
+  for path, read in readers.items():
+    value = read()
+    dtype = None if dtypes is None else np.dtype(_tree_get(dtypes, path))
+    sharding = _tree_get(shardings, path)
+    if isinstance(value, ts.TensorStore):
+      # Straight from storage, shard by shard: the host holds one shard, not the whole parameter.
+      def shard(index, value=value, dtype=dtype):
+        x = _read_chunk_by_chunk(value, index)
+        return x if dtype is None or x.dtype == dtype else x.astype(dtype)
+      _tree_set(params, path, jax.make_array_from_callback(tuple(value.shape), sharding, shard))
+    else:
+      if dtype is not None and value.dtype != dtype:
+        value = value.astype(dtype)
+      _tree_set(params, path, jax.make_array_from_callback(value.shape, sharding, lambda index: value[index]))
+    del value
     release_freed_host_memory()
-  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract_params), out)
+  return params
+
+
+def _tree_get(tree, path: str):
+  for p in path.split("/"):
+    tree = tree[p]
+  return tree
+
+
+def _tree_set(tree: dict, path: str, value) -> None:
+  *parents, leaf = path.split("/")
+  for p in parents:
+    tree = tree.setdefault(p, {})
+  tree[leaf] = value

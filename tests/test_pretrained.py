@@ -419,10 +419,7 @@ def test_sharded_init_peak_memory_is_about_the_weights(tmp_path, fmt):
   got = json.loads(proc.stdout.strip().splitlines()[-1])
   assert got["bytes"] == n_bytes
   print(f"{fmt}: peak RSS growth {got['growth'] / n_bytes:.2f}x the parameter bytes")
-  # Orbax restores one parameter at a time but holds its read buffer and the placed copy of the
-  # largest one together (measured 1.37x here, 50 MB leaves); allowed on top for our own checkpoints.
-  allowance = 0 if fmt == "huggingface" else 100e6
-  assert got["growth"] < 1.3 * n_bytes + allowance, (got["growth"] / n_bytes)
+  assert got["growth"] < 1.3 * n_bytes, (got["growth"] / n_bytes)
 
 
 def dataclasses_replace(obj, **kw):

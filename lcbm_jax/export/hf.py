@@ -509,25 +509,9 @@ def params_from_hf(cfg: presets.LCBMConfig, tensors, allow_missing: tuple[str, .
 
 
 def place_params(cfg: presets.LCBMConfig, tensors, shardings, allow_missing: tuple[str, ...] = ()) -> dict:
-  """HF tensors -> our params as jax.Arrays placed with `shardings` (see `place`)."""
+  """HF tensors -> our params as jax.Arrays placed with `shardings` (see `checkpoint.place`)."""
   source = _Tensors(tensors) if isinstance(tensors, dict) else tensors
-  return place(leaf_readers(cfg, source, allow_missing), shardings)
-
-
-def place(readers: dict, shardings, dtypes=None) -> dict:
-  """`leaf_readers` output -> params as jax.Arrays placed with `shardings` (a params-shaped pytree) and
-  cast to `dtypes` (params-shaped, or None to keep the stored ones), one parameter at a time: the host
-  holds at most one parameter in our layout besides what the devices hold, never the whole model."""
-  params: dict = {}
-  for path, read in readers.items():
-    value = read()
-    if dtypes is not None and value.dtype != _get(dtypes, path):
-      value = value.astype(_get(dtypes, path))
-    sharding = _get(shardings, path)
-    _set(params, path, jax.make_array_from_callback(value.shape, sharding, lambda index: value[index]))
-    del value
-    checkpoint.release_freed_host_memory()
-  return params
+  return checkpoint.place(leaf_readers(cfg, source, allow_missing), shardings)
 
 
 def params_to_hf(params: dict, dtype: str | None = None) -> dict[str, np.ndarray]:

@@ -10,8 +10,8 @@
 
 `plan(config, workdir)` decides before anything is compiled, since the architecture and the tokenizer
 shape the compiled step; `Start.load_params(abstract)` then reads the init weights straight onto the
-mesh, one parameter at a time (`export.hf.place` for Hugging Face directories, Orbax with the target
-shardings for our checkpoints). `Start.record()` is stored with the run's config in every checkpoint.
+mesh, one parameter at a time (`checkpoint.place` over `export.hf.leaf_readers` for Hugging Face
+directories, over `checkpoint.param_readers` for our own checkpoints). `Start.record()` is stored with the run's config in every checkpoint.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _from_checkpoint(config, path: str) -> Start:
     cfg, files, tokenizer = hf.open_llava(path)
 
     def read(abstract):
-      return hf.place(hf.leaf_readers(cfg, files), *_shardings_dtypes(abstract))
+      return ckpt_lib.place(hf.leaf_readers(cfg, files), *_shardings_dtypes(abstract))
     return Start(INIT, cfg, tokenizer, source={**source, "format": "huggingface"}, _read=read)
   if not os.path.isdir(path):
     raise UserError(f"init.checkpoint {path} is not a model: expected a Hugging Face LLaVA directory "
@@ -120,15 +120,14 @@ def _from_checkpoint(config, path: str) -> Start:
   cfg = presets.LCBMConfig.from_dict(model)
 
   def read(abstract):
-    stored = jax.tree.map(lambda a, d: jax.ShapeDtypeStruct(a.shape, d, sharding=a.sharding), abstract,
-                          _stored_dtypes(cfg, abstract))
-    return jax.tree.map(lambda p, a: _cast(p, a.dtype), ckpt_lib.restore_params(step_dir, stored, one_at_a_time=True), abstract)
+    stored = jax.tree.map(lambda a, d: jax.ShapeDtypeStruct(a.shape, d), abstract, _stored_dtypes(cfg, abstract))
+    return ckpt_lib.place(ckpt_lib.param_readers(step_dir, stored), *_shardings_dtypes(abstract))
   return Start(INIT, cfg, artifacts.step_tokenizer(step_dir),
                source={**source, "format": "lcbm", "step_dir": str(step_dir)}, _read=read)
 
 
 def _stored_dtypes(cfg: presets.LCBMConfig, abstract):
-  """The dtypes the checkpoint holds (its own param_dtype), so Orbax reads them as they are."""
+  """The dtypes the checkpoint holds (its own param_dtype), checked against its metadata before reading."""
   stored = lcbm.abstract_params(cfg)
   return jax.tree.map(lambda s: s.dtype, stored)
 
@@ -138,7 +137,7 @@ def _from_clip_llama(config, vision_dir: str, llm_dir: str) -> Start:
 
   def read(abstract):
     shardings, dtypes = _shardings_dtypes(abstract)
-    params = hf.place(pair.readers(), shardings, dtypes)
+    params = ckpt_lib.place(pair.readers(), shardings, dtypes)
     # The fresh projector is the one a scratch run with this seed would draw.
     fresh = jax.tree.map(_cast, hf.projector_init(pair.cfg, config.seed), dtypes["projector"])
     params["projector"] = jax.device_put(fresh, shardings["projector"])
