@@ -14,21 +14,29 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from data_pipeline import pipeline, sources, verbalize, vocab
+from data_pipeline import pipeline, records, sources, verbalize, vocab
 from data_pipeline.sources import behavior_world
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline import tokenizer as tokenizer_lib
 from lcbm_jax.errors import UserError
 
 
-def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | None = None) -> list[dict[str, Any]]:
+def build_corpus(source: str, input_path: str, out_dir: str, media_root=None, *,
+                 max_text_chars: int = builder_lib.MAX_TEXT_CHARS) -> list[dict[str, Any]]:
   """Builds `input_path` into `out_dir`; returns one quarantine report per built dataset.
+
+  `media_root`: None (next to the input), a directory, or a list of them (`records.MediaRoots.of`).
 
   `source="behavior_world"` builds every sub-corpus a generated directory lists (cbc, blift, tweets,
   and llava_json: its instruction rows).
   """
   if not os.path.exists(input_path):
     raise UserError(f"--input {input_path} does not exist")
+  media_root = records.MediaRoots.of(media_root)
+  for root in ([] if media_root is None else [media_root.root, *media_root.extra]
+               if isinstance(media_root, records.MediaRoots) else [media_root]):
+    if not os.path.isdir(root):
+      raise UserError(f"--media-root {root} is not a directory")
   if source == "behavior_world":
     by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
     for entry in behavior_world.entries(input_path, media_root):
@@ -42,7 +50,7 @@ def build_corpus(source: str, input_path: str, out_dir: str, media_root: str | N
     plan = [(cls, builder_lib.input_splits(cls, input_path, media_root), input_path)]
   reports = []
   for cls, splits, desc in plan:
-    builder, report = builder_lib.build(cls, splits, out_dir, desc)
+    builder, report = builder_lib.build(cls, splits, out_dir, desc, max_text_chars)
     report["path"] = builder.data_dir
     reports.append(report)
   return reports
@@ -54,6 +62,11 @@ def format_report(report: dict[str, Any]) -> str:
   for split, c in report["splits"].items():
     lines.append(f"  {split:12s} {c['records']:7d} records  {c['quarantined']:5d} quarantined")
   lines.append(_indent(builder_lib.format_quarantine_table(report["reasons"])))
+  long = report.get("long_text", {})
+  if any(long.get("splits", {}).values()):
+    counts = ", ".join(f"{s} {n}" for s, n in long["splits"].items())
+    lines.append(f"  long text: records over {long['limit_chars']} characters (built; may exceed data.seq_len): "
+                 f"{counts}; e.g. {', '.join(long['examples'][:3])}")
   lines.append(f"  report: {os.path.join(report['path'], builder_lib.QUARANTINE_FILE)}")
   return "\n".join(lines)
 

@@ -42,6 +42,7 @@ REASONS: dict[str, str] = {
     "corrupt_media": "a media file is empty, truncated, or not an image Pillow can decode",
     "unsupported_media": "a media file decodes but in a mode we do not train on (CMYK, 16-bit, ...)",
     "huge_media": "a media file is too large in bytes or pixels",
+    "missing_keyframes": "a video with fewer keyframes (frames) than the record has scenes",
     "huge_line": "a JSONL line longer than any row (16 MiB): skipped in bounded pieces, never read whole",
     "bad_role": "a conversation turn's speaker is not human or gpt (user / assistant are read as those)",
     "bad_turn_order": "conversation turns do not alternate human, gpt, ... starting with human and ending with gpt",
@@ -64,7 +65,9 @@ class MediaRef:
   """One media item. A video is a multi-frame image file (e.g. GIF): one keyframe per scene, in order."""
   path: str                   # as written in the corpus, relative to the media root (or absolute)
   kind: str = "image"         # "image" | "video"
-  data: bytes | None = None   # encoded bytes once loaded (the TFDS/ArrayRecord stage carries bytes)
+  # Encoded bytes once loaded (`validate` loads them; the TFDS/ArrayRecord stage carries them). A
+  # cache of what `path` names, so not part of the ref's identity (equality) or repr.
+  data: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,15 +257,15 @@ def _check_utf8(text: str, field: str) -> None:
 
 def validate(record: ContentBehaviorRecord, media_root: str | os.PathLike | None = None,
              location: str = "") -> ContentBehaviorRecord | Quarantined:
-  """Checks values, text and every media file; returns the record unchanged or `Quarantined`."""
+  """Checks values, text and every media file; returns the record with its media bytes loaded
+  (`MediaRef.data`: the bytes validated are the bytes the builder writes, read once) or `Quarantined`."""
   try:
-    _validate(record, media_root)
+    return _validate(record, media_root)
   except RecordError as e:
     return quarantine(e, record.record_id, record.source, location)
-  return record
 
 
-def _validate(record: ContentBehaviorRecord, media_root) -> None:
+def _validate(record: ContentBehaviorRecord, media_root) -> ContentBehaviorRecord:
   if not record.record_id:
     raise RecordError("missing_field", "record_id is empty")
   c, b, who = record.content, record.behavior, record.communicator
@@ -298,8 +301,15 @@ def _validate(record: ContentBehaviorRecord, media_root) -> None:
         raise RecordError("out_of_range", f"replay[{i}]={v} not in 0-100")
     if c.scenes and len(b.replay) != len(c.scenes):
       raise RecordError("out_of_range", f"{len(b.replay)} replay values for {len(c.scenes)} scenes")
-  for m in c.media:
-    check_media(m, media_root)
+  loaded = []
+  for i, m in enumerate(c.media):
+    m, frames = load_media(m, media_root)
+    # A video holds one keyframe per scene (the templates pick scene i's frame i): check it here, at
+    # build time, rather than failing in a training worker.
+    if m.kind == "video" and c.scenes and frames < len(c.scenes):
+      raise RecordError("missing_keyframes", f"media[{i}] {m.path}: {frames} frames for {len(c.scenes)} scenes")
+    loaded.append(m)
+  return dataclasses.replace(record, content=dataclasses.replace(c, media=tuple(loaded)))
 
 
 def check_conversation(conversation: tuple[tuple[str, str], ...], num_media: int) -> None:
@@ -324,20 +334,44 @@ def check_conversation(conversation: tuple[tuple[str, str], ...], num_media: int
     raise RecordError("image_token_mismatch", f"{placeholders} {IMAGE} placeholders for {num_media} media items")
 
 
+@dataclasses.dataclass(frozen=True)
+class MediaRoots:
+  """Several media roots (`lcbm data build --media-root A --media-root B`): relative paths resolve under
+  `root`; any path may resolve inside `root` or one of `extra`. Usable wherever one root path is
+  (`os.fspath` gives `root`)."""
+  root: str
+  extra: tuple[str, ...] = ()
+
+  def __fspath__(self) -> str:
+    return self.root
+
+  @classmethod
+  def of(cls, roots) -> str | MediaRoots | None:
+    """None, one path, or a list of paths (the first resolves relative paths) -> a media_root value."""
+    if roots is None or isinstance(roots, (str, os.PathLike)):
+      return roots
+    roots = [os.fspath(r) for r in roots]
+    if not roots:
+      return None
+    return roots[0] if len(roots) == 1 else cls(roots[0], tuple(roots[1:]))
+
+
 def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:
   """Where a media item lives: `ref.path` resolved (symlinks included) against the resolved media root.
 
   A path that resolves outside the root (`../`, an absolute path elsewhere, a symlink that leads out)
-  is RecordError("media_outside_root") before anything is opened. Without a root (library use on
-  paths the caller chose) the path is taken as it is.
+  and outside every extra root (`MediaRoots`) is RecordError("media_outside_root") before anything is
+  opened. Without a root (library use on paths the caller chose) the path is taken as it is.
   """
   if media_root is None:
     return ref.path
   root = os.path.realpath(media_root)
+  roots = [root] + [os.path.realpath(r) for r in getattr(media_root, "extra", ())]
   path = os.path.realpath(ref.path if os.path.isabs(ref.path) else os.path.join(root, ref.path))
-  if os.path.commonpath([root, path]) != root:
-    raise RecordError("media_outside_root", f"{ref.path} resolves to {path}, outside the media root {root} "
-                      "(pass the directory that holds it as --media-root)")
+  if not any(os.path.commonpath([r, path]) == r for r in roots):
+    where = f"the media root {root}" if len(roots) == 1 else f"every media root ({', '.join(roots)})"
+    raise RecordError("media_outside_root", f"{ref.path} resolves to {path}, outside {where} "
+                      "(name the directory that holds it with --media-root, which may be repeated)")
   return path
 
 
@@ -386,11 +420,16 @@ def read_media_bytes(ref: MediaRef, media_root: str | os.PathLike | None) -> byt
   return data
 
 
-def check_media(ref: MediaRef, media_root: str | os.PathLike | None = None) -> int:
-  """Fully decodes every frame of a media item; returns its frame count or raises RecordError."""
+def load_media(ref: MediaRef, media_root: str | os.PathLike | None = None) -> tuple[MediaRef, int]:
+  """Reads a media item once (or takes `ref.data`) and fully decodes every frame; returns the ref
+  with its bytes and the frame count, or raises RecordError."""
   if ref.kind not in ("image", "video"):
     raise RecordError("wrong_type", f"media kind {ref.kind!r} is not 'image' or 'video'")
   data = read_media_bytes(ref, media_root)
+  return dataclasses.replace(ref, data=data), _decode_all(ref, data)
+
+
+def _decode_all(ref: MediaRef, data: bytes) -> int:
   try:
     # verify() checks chunk CRCs and completeness (a PNG cut after its pixels still load()s).
     with Image.open(io.BytesIO(data)) as img:

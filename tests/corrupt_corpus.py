@@ -3,7 +3,7 @@
 `write_corrupted_corpus(out_dir)` generates a few records of every source with the embedded
 generator, then damages some: truncated PNG, zero-byte image, CMYK and 16-bit images, an image too
 large in pixels, a missing image, a malformed JSON line, invalid UTF-8, a string where a number
-belongs, negative likes, 2**63 views, NaN views, empty text. Bad *lines* are added (not replacing
+belongs, negative likes, 2**63 views, NaN views, empty text, a video short of keyframes. Bad *lines* are added (not replacing
 good rows), damaged *media/values* turn an existing record bad. The result says, per reason, how many
 quarantines the readers must report, and which record ids must come through clean. test_sources.py
 checks it through the readers; the Grain pipeline tests reuse it with 0 and 2 workers.
@@ -53,6 +53,11 @@ def _save(path: str, img: Image.Image, fmt: str) -> None:
     f.write(buf.getvalue())
 
 
+def _frames(out_dir: str, video: dict) -> int:
+  with Image.open(os.path.join(out_dir, "cbc", video["media_path"])) as img:
+    return img.n_frames
+
+
 def write_corrupted_corpus(out_dir: str, seed: int = 0) -> CorruptedCorpus:
   world.generate(out_dir, seed=seed, counts=COUNTS, progress=False)
   expected: collections.Counter = collections.Counter()
@@ -96,6 +101,17 @@ def write_corrupted_corpus(out_dir: str, seed: int = 0) -> CorruptedCorpus:
   videos[0]["views"] = float(2 ** 63); expected["absurd_count"] += 1
   videos[1]["views"] = math.nan; expected["non_finite"] += 1
   bad_ids.update(v["video_id"] for v in videos[:2])
+  # A video with one keyframe fewer than its scenes (caught at build, not in a training worker).
+  short = next(v for v in videos[2:] if _frames(out_dir, v) > 1)
+  gif = os.path.join(out_dir, "cbc", short["media_path"])
+  with Image.open(gif) as img:
+    frames = []
+    for i in range(img.n_frames - 1):
+      img.seek(i)
+      frames.append(img.convert("RGB"))
+  frames[0].save(gif, save_all=True, append_images=frames[1:])
+  expected["missing_keyframes"] += 1
+  bad_ids.add(short["video_id"])
   world.write_cbc_parquet(videos, cbc)
 
   all_ids = {v["video_id"] for v in videos} | {p["id"] for p in posts} | {r["id"] for r in rows}

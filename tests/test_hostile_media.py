@@ -1,5 +1,5 @@
 """Media paths are untrusted: nothing outside the media root is ever opened, only regular files are
-read (bounded), and every such row is quarantined with its reason (issue 10, items 1-2 so far)."""
+read (bounded), and every such row is quarantined with its reason (issue 10: items 1, 2, 4, 5 and 8)."""
 from __future__ import annotations
 
 import json
@@ -118,3 +118,68 @@ def test_an_enormous_jsonl_line_is_quarantined_in_bounded_memory(tmp_path):
   grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
   assert got == [("r0", "clean"), ("train.jsonl:2", "huge_line"), ("r2", "clean")]
   assert grown < 2 * jsonl.MAX_LINE_BYTES   # the 48 MiB line was never held whole
+
+
+def test_each_split_and_each_media_file_is_read_once(tmp_path):
+  """The bytes validated are the bytes written (one open per media file), and a split without one
+  clean record is left out without reading the other splits again."""
+  import numpy as np
+  from PIL import Image
+  (tmp_path / "media").mkdir()
+  rows = []
+  for i in range(4):
+    Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "media" / f"{i}.png")
+    rows.append(_row(i, f"media/{i}.png"))
+  (tmp_path / "train.jsonl").write_text("".join(rows))
+  (tmp_path / "test.jsonl").write_text(_row(8, "media/none.png") + _row(9, "../escape.png"))   # nothing clean
+  _OPENED.clear()
+  _RECORDING[0] = True
+  try:
+    (report,) = commands.build_corpus("jsonl", str(tmp_path), str(tmp_path / "built"), str(tmp_path))
+  finally:
+    _RECORDING[0] = False
+  ours = [os.path.relpath(os.path.realpath(p), os.path.realpath(tmp_path)) for p in _OPENED
+          if os.path.realpath(p).startswith(os.path.realpath(tmp_path) + os.sep) and "built" not in p]
+  counts = {p: ours.count(p) for p in ours}
+  assert counts == {"train.jsonl": 1, "test.jsonl": 1, "media/none.png": 1,   # one attempt, then missing_media
+                    **{f"media/{i}.png": 1 for i in range(4)}}, counts
+  assert report["splits"] == {"test": {"records": 0, "quarantined": 2}, "train": {"records": 4, "quarantined": 0}}
+  from data_pipeline import pipeline
+  corpus = pipeline.Corpus(str(tmp_path / "built"), "train")
+  assert sorted(corpus[i].content.media[0].data for i in range(4)) == sorted(
+      open(tmp_path / "media" / f"{i}.png", "rb").read() for i in range(4))
+
+
+def test_absolute_media_paths_need_a_root_named_for_them(tmp_path):
+  """`--media-root` repeated: relative paths resolve under the first, absolute ones may lie under any;
+  without the second root the same row is media_outside_root, and the detail names the option."""
+  root, photos = tmp_path / "corpus", tmp_path / "photos"
+  (root / "media").mkdir(parents=True)
+  photos.mkdir()
+  shutil.copy(os.path.join(FIXTURES, "media", "red_ball.png"), root / "media" / "a.png")
+  shutil.copy(os.path.join(FIXTURES, "media", "red_ball.png"), photos / "b.png")
+  (root / "train.jsonl").write_text(_row(0, "media/a.png") + _row(1, str(photos / "b.png")))
+  (one,) = commands.build_corpus("jsonl", str(root / "train.jsonl"), str(tmp_path / "one"), [str(root)])
+  assert one["splits"]["train"] == {"records": 1, "quarantined": 1}
+  (item,) = json.loads(open(os.path.join(one["path"], "quarantine.json")).read())["items"]
+  assert item["reason"] == "media_outside_root" and "--media-root" in item["detail"]
+  (two,) = commands.build_corpus("jsonl", str(root / "train.jsonl"), str(tmp_path / "two"), [str(root), str(photos)])
+  assert two["splits"]["train"] == {"records": 2, "quarantined": 0}
+  from lcbm_jax import cli
+  assert cli.main(["data", "build", "--source", "jsonl", "--input", str(root / "train.jsonl"), "--out",
+                        str(tmp_path / "cli"), "--media-root", str(root), "--media-root", str(photos)]) == 0
+
+
+def test_text_over_the_configured_length_is_counted_at_build(tmp_path, capsys):
+  shutil.copytree(os.path.join(FIXTURES, "media"), tmp_path / "media")
+  long = json.loads(_row(1, "media/red_ball.png"))
+  long["content"]["title"] = "word " * 100
+  (tmp_path / "train.jsonl").write_text(_row(0, "media/red_ball.png") + json.dumps(long) + "\n")
+  from lcbm_jax import cli
+  assert cli.main(["data", "build", "--source", "jsonl", "--input", str(tmp_path / "train.jsonl"), "--out",
+                   str(tmp_path / "built"), "--max-text-chars", "200"]) == 0
+  assert "records over 200 characters" in capsys.readouterr().out
+  (path,) = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "built") for f in fs if f == "quarantine.json"]
+  report = json.loads(open(path).read())
+  assert report["long_text"] == {"limit_chars": 200, "splits": {"train": 1}, "examples": ["r1"]}
+  assert report["splits"]["train"] == {"records": 2, "quarantined": 0}   # counted, still built

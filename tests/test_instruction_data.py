@@ -285,3 +285,30 @@ def test_by_weight_mixture_holds_the_weights_over_datasets_of_any_size(tmp_path)
     counts = _task_counts(config, corpus, tok, epochs=14)
     n = sum(counts.values())
     assert n == 14 * 72 and abs(counts["blift"] / n - share) <= 0.025, counts
+
+
+def test_a_json_list_is_streamed_and_a_break_keeps_the_rows_before_it(tmp_path):
+  """A LLaVA .json list is read element by element: the rows before a break build, the break is one
+  unreadable_file naming the element, and a list several times larger than the reader's memory
+  growth is read (a whole-file parse holds the file and every row at once)."""
+  good = {"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+  rows = [{**good, "id": f"r{i}"} for i in range(3)]
+  (tmp_path / "broken.json").write_text(json.dumps(rows)[:-1] + ', {"id": "x", "conversations": [} ]')
+  got = [(x.record_id, getattr(x, "reason", "clean")) for x in llava_json.read(str(tmp_path / "broken.json"))]
+  assert got == [("r0", "clean"), ("r1", "clean"), ("r2", "clean"), ("broken.json:3", "unreadable_file")]
+  big = tmp_path / "big.json"
+  with open(big, "w") as f:
+    f.write("[")
+    for i in range(60_000):
+      f.write(("," if i else "") + json.dumps({**good, "id": f"b{i}", "conversations": [
+          {"from": "human", "value": "describe it " * 20}, {"from": "gpt", "value": f"answer {i} " * 20}]}))
+    f.write("]")
+  script = ("import resource, sys\nfrom data_pipeline.sources import llava_json\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "n = sum(1 for x in llava_json.read(sys.argv[1]) if not hasattr(x, 'reason'))\n"
+            "print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")
+  import subprocess, sys
+  out = subprocess.run([sys.executable, "-c", script, str(big)], capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(__file__))).stdout.split()
+  assert int(out[0]) == 60_000
+  assert int(out[1]) < os.path.getsize(big) / 4, (out, os.path.getsize(big))

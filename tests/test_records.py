@@ -89,7 +89,7 @@ def test_validate_media(tmp_path):
     assert _reason(with_media(_png(mode))) == "clean", mode
   assert _reason(with_media(_png(fmt="JPEG"))) == "clean"
   assert _reason(with_media(_png(frames=3), kind="video")) == "clean"
-  assert rec.check_media(rec.MediaRef("v", "video", _png(frames=3))) == 3
+  assert rec.load_media(rec.MediaRef("v", "video", _png(frames=3)))[1] == 3
   good = _png(size=(32, 32))
   assert _reason(with_media(good[: len(good) // 2])) == "corrupt_media"    # truncated
   assert _reason(with_media(good[:-12])) == "corrupt_media"                # cut inside the last chunk

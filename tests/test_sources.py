@@ -131,7 +131,7 @@ def test_corrupted_corpus_quarantine_counts(tmp_path):
   clean = [x.record_id for x in items if isinstance(x, rec.ContentBehaviorRecord)]
   assert sorted(clean) == sorted(corpus.clean_ids)          # zero clean records lost, none duplicated
   assert len(items) == corpus.total_items
-  assert sum(corpus.expected.values()) == 14 and len(corpus.expected) == 11
+  assert sum(corpus.expected.values()) == 15 and len(corpus.expected) == 12
   for q in items:
     if isinstance(q, rec.Quarantined):
       assert q.reason in rec.REASONS and q.detail and ":" in q.location
@@ -147,7 +147,7 @@ def test_generated_corpus_loads_through_public_readers(tmp_path):
     for r in got.values():
       assert r.source == entry["source"] and r.latent == {}
       if r.source == "cbc":
-        frames = rec.check_media(r.content.media[0], str(tmp_path / "cbc"))
+        frames = rec.load_media(r.content.media[0], str(tmp_path / "cbc"))[1]
         assert frames == len(r.content.scenes) == len(r.behavior.replay)
         assert world.MIN_SCENES <= frames <= world.MAX_SCENES
   via_world = list(behavior_world.read(str(tmp_path), with_latent=True))

@@ -1,8 +1,9 @@
 """LLaVA conversation reader: instruction data as LLaVA ships it (pretraining captions such as
 blip_laion_cc_sbu_558k.json, instruction mixtures such as llava_v1_5_mix665k.json, ShareGPT rows).
 
-A `.json` file is one list of rows, read whole (as LLaVA's own trainer reads it); a `.jsonl` file is
-one row per line, streamed. A row:
+A `.json` file is one list of rows, streamed element by element (LLaVA's own trainer reads it whole;
+a 665k-row mixture would then sit in memory several times over); a `.jsonl` file is one row per line,
+streamed too. A row:
 
   {"id": "000000033471", "image": "coco/train2017/000000033471.jpg",
    "conversations": [{"from": "human", "value": "<image>\\nWhat colour is the bus?"},
@@ -23,9 +24,10 @@ also gets one empty `Scene` per keyframe, so templates can pick keyframes); it h
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Iterator
+
+import ijson
 
 from data_pipeline import records as rec
 from data_pipeline import sources
@@ -80,31 +82,42 @@ def record_from_row(row: dict[str, Any], rid: str, media_root: str) -> rec.Conte
     turns[0] = ("human", f"{rec.IMAGE}\n{turns[0][1]}")   # LLaVA's fix for rows that omit it
   scenes = ()
   if media and media[0].kind == "video":
-    # One scene per keyframe: the templates' keyframe choice reads the scene count.
-    scenes = tuple(rec.Scene() for _ in range(rec.check_media(media[0], media_root)))
+    # One scene per keyframe: the templates' keyframe choice reads the scene count. The loaded bytes
+    # ride along in the ref, so validation and the builder do not open the file again.
+    video, frames = rec.load_media(media[0], media_root)
+    media = (video, *media[1:])
+    scenes = tuple(rec.Scene() for _ in range(frames))
   return rec.ContentBehaviorRecord(record_id=rid, source=SOURCE,
                                    content=rec.Content(media=media, scenes=scenes, conversation=tuple(turns)))
 
 
 def _json_list(path: str) -> Iterator[tuple[str, dict[str, Any] | rec.Quarantined]]:
-  """(location, row | Quarantined) per element of a JSON list file; one Quarantined if the file is not one."""
+  """(location, row | Quarantined) per element of a JSON list file, streamed (`ijson`): a 1 GB mixture
+  is never held whole. A file that is not a list is one Quarantined; a file that breaks at element i
+  yields the rows before it and one Quarantined naming where the rest became unreadable."""
   name = os.path.basename(path)
-  try:
-    with open(path, "rb") as f:
-      rows = json.loads(f.read().decode("utf-8"))
-  except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-    yield path, rec.Quarantined(name, SOURCE, "unreadable_file", f"{type(e).__name__}: {e}"[:300], path)
-    return
-  if not isinstance(rows, list):
-    yield path, rec.Quarantined(name, SOURCE, "unreadable_file",
-                                f"a JSON {type(rows).__name__}, expected a list of conversation rows", path)
-    return
-  for i, row in enumerate(rows):
-    location = f"{path}:{i}"
-    if not isinstance(row, dict):
-      row = rec.Quarantined(f"{name}:{i}", SOURCE, "malformed_json", f"a JSON {type(row).__name__}, not an object",
-                            location)
-    yield location, row
+  with open(path, "rb") as f:
+    head = f.read(4096).lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark, as some editors write
+      head = head[3:].lstrip()
+    if not head.startswith(b"["):
+      yield path, rec.Quarantined(name, SOURCE, "unreadable_file", "not a JSON list of conversation rows "
+                                  f"(starts with {head[:20]!r})", path)
+      return
+    f.seek(0)
+    n = 0   # elements read so far
+    try:
+      for row in ijson.items(f, "item", use_float=True):
+        location = f"{path}:{n}"
+        if not isinstance(row, dict):
+          row = rec.Quarantined(f"{name}:{n}", SOURCE, "malformed_json", f"a JSON {type(row).__name__}, not an object",
+                                location)
+        n += 1
+        yield location, row
+    except (ijson.JSONError, UnicodeDecodeError, RecursionError) as e:
+      first = str(e).splitlines()[0] if str(e) else ""
+      yield path, rec.Quarantined(f"{name}:{n}", SOURCE, "unreadable_file",
+                                  f"unreadable from element {n} on: {type(e).__name__}: {first}"[:300], f"{path}:{n}")
 
 
 def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import split_builder as split_builder_lib
 import tqdm
 from etils import epath
 
@@ -41,6 +42,9 @@ INFO_FILE = "dataset_info.json"   # written by TFDS
 QUARANTINE_FILE = "quarantine.json"
 CONTEXT_FILE = "context.json"
 _EXAMPLES_PER_REASON = 5
+# Records with more text than this are built (a template may use only part of it) but counted in the
+# report, so a corpus that will not fit `data.seq_len` shows at build time, not as `too_long` in training.
+MAX_TEXT_CHARS = 16384
 
 Item = records_lib.ContentBehaviorRecord | records_lib.Quarantined
 
@@ -48,6 +52,10 @@ Item = records_lib.ContentBehaviorRecord | records_lib.Quarantined
 class SplitInput(NamedTuple):
   read: Callable[[], Iterable[Item]]   # yields the split's records / Quarantined items
   media_root: str | None               # where the records' relative media paths resolve
+
+
+class NoCleanRecord(Exception):
+  """No split of the input has a single clean record (nothing to write)."""
 
 
 class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -58,12 +66,15 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Records as JSON text, media as encoded bytes."}
 
-  def __init__(self, *, splits: Mapping[str, SplitInput] | None = None, **kwargs):
+  def __init__(self, *, splits: Mapping[str, SplitInput] | None = None, max_text_chars: int = MAX_TEXT_CHARS,
+               **kwargs):
     self._splits = dict(splits or {})
+    self.max_text_chars = max_text_chars
+    self.long_text: dict[str, list[str]] = collections.defaultdict(list)   # split -> record ids over the limit
     self.quarantined: dict[str, list[records_lib.Quarantined]] = collections.defaultdict(list)
     self.kept: dict[str, int] = collections.Counter()
     self._seen: dict[str, tuple[str, str]] = {}   # record id -> (split, row) of the row built with it
-    self.generated_splits: set[str] = set()   # splits whose reader ran to the end
+    self.empty_splits: set[str] = set()   # splits read to the end without one clean record: left out
     self._train_records: list[records_lib.ContentBehaviorRecord] = []
     # Test splits may hold accounts training never saw (LCBM's brand split): their like levels
     # come from their own records (`Context.fit(unseen=...)`), never from the training accounts.
@@ -97,7 +108,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {split: self._generate_examples(split) for split in self._splits}
 
   def _generate_examples(self, split: str):
-    read, media_root = self._splits[split]
+    read, _ = self._splits[split]
     self._seen = {k: v for k, v in self._seen.items() if v[0] != split}   # a split generated again starts over
     for i, item in enumerate(tqdm.tqdm(read(), desc=f"{self.name}/{split}", unit=" records", file=sys.stderr,
                                        leave=False)):
@@ -111,26 +122,68 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "duplicate_id", f"{item.record_id!r} was built from {where}, row {first[1]}"),
             item.record_id, item.source, f"#{i}"))
         continue
-      try:
-        media = [records_lib.read_media_bytes(m, media_root) for m in item.content.media]
-      except records_lib.RecordError as e:
-        self.quarantined[split].append(records_lib.quarantine(e, item.record_id, item.source, f"#{i}"))
-        continue
+      if any(m.data is None for m in item.content.media):   # readers yield validated records, bytes loaded
+        raise TypeError(f"{self.name}: record {item.record_id!r} came without its media bytes; readers "
+                        "must yield records.validate(...) results")
+      media = [m.data for m in item.content.media]
+      if text_chars(item) > self.max_text_chars:
+        self.long_text[split].append(item.record_id)
       self._seen[item.record_id] = (split, f"#{i}")
       self.kept[split] += 1
-      (self._train_records if split == "train" else self._other_records).append(item)
+      # Kept for fitting the context: without the media bytes, which are written below and dropped.
+      (self._train_records if split == "train" else self._other_records).append(_without_media_bytes(item))
       # Key = position in the corpus: unique even when a corpus repeats a record id.
       yield i, {"record_id": item.record_id, "source": item.source,
                 "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": media}
-    self.generated_splits.add(split)
+
+  def _generate_splits(self, dl_manager, download_config):
+    """TFDS's split loop, except that a split with no clean record is left out, not fatal.
+
+    TFDS's own loop fails the whole build on an empty split ("No examples were yielded"), so the
+    build would have to start over and read every split again; here each split is read once.
+    """
+    split_builder = split_builder_lib.SplitBuilder(
+        split_dict=self.info.splits, features=self.info.features, dataset_size=self.info.dataset_size,
+        max_examples_per_split=download_config.max_examples_per_split, beam_options=None, beam_runner=None,
+        shard_config=download_config.get_shard_config(), example_writer=self._example_writer(),
+        ignore_duplicates=download_config.ignore_duplicates)
+    infos = []
+    for split, generator in self._split_generators(dl_manager).items():
+      try:
+        infos.append(split_builder.submit_split_generation(
+            split_name=split, generator=generator, filename_template=self._get_filename_template(split_name=split),
+            disable_shuffling=self.info.disable_shuffling, nondeterministic_order=False).result())
+      except AssertionError as e:
+        if "No examples were yielded" not in str(e) or self.kept.get(split):
+          raise
+        self.empty_splits.add(split)
+    if not infos:
+      raise NoCleanRecord()
+    return infos
 
   def write_reports(self, input_desc: str) -> dict[str, Any]:
     """Writes quarantine.json and context.json into the built version directory; returns the report."""
     report = quarantine_report(self.name, input_desc, self.kept, self.quarantined)
+    report["long_text"] = {"limit_chars": self.max_text_chars,
+                           "splits": {split: len(ids) for split, ids in sorted(self.long_text.items())},
+                           "examples": [i for _, ids in sorted(self.long_text.items()) for i in ids][:_EXAMPLES_PER_REASON]}
     _write_json(os.path.join(self.data_dir, QUARANTINE_FILE), report)
     _write_json(os.path.join(self.data_dir, CONTEXT_FILE), context_to_json(
         verbalize.Context.fit(self._train_records, unseen=self._other_records)))
     return report
+
+
+def text_chars(record: records_lib.ContentBehaviorRecord) -> int:
+  """Characters of text a record can put into a sample (content, scenes, comments, conversation)."""
+  c = record.content
+  return (len(c.title) + len(c.description) + len(c.text) + sum(len(t) for t in c.keywords)
+          + sum(len(s.asr) + len(s.ocr) + sum(len(t) for t in s.captions) for s in c.scenes)
+          + sum(len(t) for t in record.behavior.comments) + sum(len(t) for _, t in c.conversation))
+
+
+def _without_media_bytes(record: records_lib.ContentBehaviorRecord) -> records_lib.ContentBehaviorRecord:
+  media = tuple(dataclasses.replace(m, data=None) for m in record.content.media)
+  return dataclasses.replace(record, content=dataclasses.replace(record.content, media=media))
 
 
 def quarantine_report(name: str, input_desc: str, kept: Mapping[str, int],
@@ -255,35 +308,24 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
 
 
 def build(builder_cls: type[CorpusBuilder], splits: Mapping[str, SplitInput], out_dir: str,
-          input_desc: str) -> tuple[CorpusBuilder, dict[str, Any]]:
+          input_desc: str, max_text_chars: int = MAX_TEXT_CHARS) -> tuple[CorpusBuilder, dict[str, Any]]:
   """Builds (or rebuilds) one corpus into `out_dir/<name>/<version>` and writes its reports.
 
   A split without a single clean record is left out (TFDS cannot write an empty split); its
-  quarantined items still go into the report.
+  quarantined items still go into the report. Every split is read exactly once.
   """
   tfds.disable_progress_bar()   # one bar per split of our own instead of TFDS's nested ones
-  splits, dropped = dict(splits), {}
-  while True:
-    builder = builder_cls(splits=splits, data_dir=out_dir)
-    try:
-      # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
-      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-          download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
-      break
-    except Exception as e:  # TFDS wraps the cause in its own exception types
-      empty = [s for s in splits if s in builder.generated_splits and not builder.kept.get(s)]
-      if "No examples were yielded" not in str(e) or not empty:
-        raise
-    for s in empty:
-      dropped[s] = builder.quarantined.get(s, [])
-      del splits[s]
-    if not splits:
-      report = quarantine_report(builder.name, input_desc, {}, dropped)
-      path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      _write_json(path, report)
-      raise UserError(f"{builder.name}: no split of {input_desc} has a clean record; see {path}")
-  builder.quarantined.update(dropped)
+  builder = builder_cls(splits=splits, data_dir=out_dir, max_text_chars=max_text_chars)
+  try:
+    # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
+  except NoCleanRecord:
+    report = quarantine_report(builder.name, input_desc, {}, builder.quarantined)
+    path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write_json(path, report)
+    raise UserError(f"{builder.name}: no split of {input_desc} has a clean record; see {path}") from None
   return builder, builder.write_reports(input_desc)
 
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 from data_pipeline import commands, world
+from data_pipeline.tfds_builders import builder as builder_lib
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--source", required=True, choices=("cbc", "blift", "tweets", "jsonl", "llava_json", "behavior_world"))
   p.add_argument("--input", required=True, help="corpus file or directory")
   p.add_argument("--out", required=True, help="TFDS data_dir to write")
-  p.add_argument("--media-root", default=None, help="where relative media paths resolve (default: next to --input)")
+  p.add_argument("--media-root", action="append", default=None,
+                 help="where relative media paths resolve (default: next to --input); repeat it to allow media "
+                 "(absolute paths too) under more directories: nothing outside the named roots is opened")
+  p.add_argument("--max-text-chars", type=int, default=builder_lib.MAX_TEXT_CHARS,
+                 help="count and report records with more text than this (they are still built)")
   p.set_defaults(run=_build)
 
   p = dsub.add_parser("inspect", help="counts, a verbalized sample per task, token lengths, quarantine table")
@@ -50,7 +55,8 @@ def _generate(args) -> int:
 
 
 def _build(args) -> int:
-  for report in commands.build_corpus(args.source, args.input, args.out, args.media_root):
+  for report in commands.build_corpus(args.source, args.input, args.out, args.media_root,
+                                       max_text_chars=args.max_text_chars):
     print(commands.format_report(report))
   return 0
 
