@@ -9,9 +9,10 @@ from __future__ import annotations
 import collections
 import importlib
 import os
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from data_pipeline import records as rec
+from data_pipeline import schemas
 from lcbm_jax.errors import UserError
 
 SOURCES = {
@@ -49,12 +50,15 @@ def files_in(path: str, suffixes: tuple[str, ...]) -> list[str]:
 
 
 def convert(build: Callable[[], rec.ContentBehaviorRecord], record_id: str, source: str, location: str,
-            media_root: str | None) -> rec.ContentBehaviorRecord | rec.Quarantined:
-  """Runs a reader's row -> record function, then `records.validate`; any failure becomes Quarantined.
+            media_root: str | None, row: Mapping[str, Any] | None = None) -> rec.ContentBehaviorRecord | rec.Quarantined:
+  """Checks `row` against the source's table (`schemas.check`), runs the reader's row -> record
+  function, then `records.validate`; any failure becomes Quarantined.
 
-  Structural surprises in a row (a dict where a list belongs, ...) surface as TypeError and friends;
-  they are data errors, so they become `wrong_type` rather than a crash."""
+  A structural surprise the table does not name still surfaces as TypeError and friends; it is a data
+  error, so it becomes `wrong_type` rather than a crash."""
   try:
+    if row is not None:
+      schemas.check(row, source)
     record = build()
   except rec.RecordError as e:
     return rec.quarantine(e, record_id, source, location)

@@ -150,4 +150,4 @@ def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehavi
         vid = row.get("video_id")
         rid = vid if isinstance(vid, str) and vid else f"{name}:{row_index}"
         row_index += 1
-        yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root)
+        yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root, row=row)

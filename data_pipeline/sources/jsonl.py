@@ -161,7 +161,7 @@ def read_rows(path: str, media_root: str | None, source: str, id_keys: tuple[str
         yield row
         continue
       rid = row_id(row, *id_keys, fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: build(row, rid, root), rid, source, location, root)
+      yield sources.convert(lambda: build(row, rid, root), rid, source, location, root, row=row)
 
 
 def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehaviorRecord | rec.Quarantined]:

@@ -130,4 +130,4 @@ def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehavi
         yield row
         continue
       rid = row_id(row, "id", fallback=location.rsplit("/", 1)[-1])
-      yield sources.convert(lambda: record_from_row(row, rid, root), rid, SOURCE, location, root)
+      yield sources.convert(lambda: record_from_row(row, rid, root), rid, SOURCE, location, root, row=row)
