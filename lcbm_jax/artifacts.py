@@ -68,15 +68,24 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
     params = hf.place_params(cfg, files, param_shardings(cfg, lcbm.abstract_params(cfg), mesh))
     return cfg, params, tokenizer
   step_dir = resolve_step_dir(path)
-  model_dict = ckpt_lib.read_json_item(step_dir, "model")
-  if not model_dict:
-    raise UserError(f"{step_dir / 'model' / 'metadata'} holds no model config (the run saved without model_cfg)")
-  cfg = presets.LCBMConfig.from_dict(model_dict)
+  cfg = model_config(step_dir)
   expected = lcbm.abstract_params(cfg)
   shardings = param_shardings(cfg, expected, mesh)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), expected, shardings)
   params = ckpt_lib.restore_params(step_dir, abstract)
   return cfg, params, step_tokenizer(step_dir)
+
+
+def model_config(step_dir) -> presets.LCBMConfig:
+  """The model config a verified step stores, validated (a manifest proves the bytes, not that they are sane)."""
+  where = pathlib.Path(step_dir) / "model" / "metadata"
+  try:
+    model_dict = ckpt_lib.read_json_item(step_dir, "model")
+  except (OSError, ValueError, RecursionError) as e:
+    raise UserError(f"cannot read the model config {where} ({type(e).__name__}: {str(e)[:200]})") from None
+  if not model_dict:
+    raise UserError(f"{where} holds no model config (the run saved without model_cfg)")
+  return presets.LCBMConfig.from_dict(model_dict)
 
 
 def step_tokenizer(step_dir):

@@ -14,7 +14,9 @@ the other spellings found in the wild (`model.language_model.*`, `vision_tower.v
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import os
 import re
 from typing import Any
@@ -130,6 +132,8 @@ _SHARD_BYTES = 4 << 30   # HF's usual shard size; one file for anything smaller
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 _MAX_HEADER = 100 << 20   # safetensors' own limit on the JSON header
+# config.json, an index, processor files: a real one is a few KB (an index of a 70B model ~100 KB).
+_MAX_JSON = 16 << 20
 
 
 class TensorFiles:
@@ -151,14 +155,18 @@ class TensorFiles:
       for key, (dtype, shape, offset) in _read_header(path).items():
         if unused is not None and unused.match(key):
           continue
-        self._where[_canonical_name(key, aliases)] = (path, dtype, shape, offset)
+        canonical = _canonical_name(key, aliases)
+        if canonical in self._where:   # two shards (or two spellings) of one tensor: which one is meant?
+          raise UserError(f"{directory} holds the tensor {key} twice ({os.path.basename(self._where[canonical][0])} "
+                          f"and {name}); the checkpoint is inconsistent")
+        self._where[canonical] = (path, dtype, shape, offset)
 
   def names(self) -> set[str]:
     return set(self._where)
 
   def get(self, name: str) -> np.ndarray:
     path, dtype, shape, offset = self._where[name]
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     with open(path, "rb") as f:
       out = np.fromfile(f, dtype=_ST_DTYPES[dtype], count=count, offset=offset)
     if out.size != count:
@@ -173,7 +181,13 @@ class TensorFiles:
 
 
 def _read_header(path: str) -> dict[str, tuple[str, tuple[int, ...], int]]:
-  """tensor name -> (dtype, shape, absolute data offset) of one safetensors file."""
+  """tensor name -> (dtype, shape, absolute data offset) of one safetensors file.
+
+  Everything is checked against the file's size from the header alone, as the format defines it
+  (and as the safetensors library checks): a header of at most 100 MiB inside the file, integer
+  shapes and offsets, each tensor's byte range exactly its dtype times its shape, the ranges tiling
+  the data buffer with no overlap and no hole. Sizes are Python ints, so a shape cannot overflow.
+  """
   def bad(why: str) -> UserError:
     return UserError(f"{path} is not a valid safetensors file ({why}); is the download complete?")
   try:
@@ -184,41 +198,58 @@ def _read_header(path: str) -> dict[str, tuple[str, tuple[int, ...], int]]:
         raise bad("shorter than its header")
       n = int.from_bytes(head, "little")
       if n > min(_MAX_HEADER, size - 8):
-        raise bad(f"header of {n} bytes")
+        raise bad(f"its header claims {n:,} bytes in a {size:,}-byte file")
       header = json.loads(f.read(n))
   except OSError as e:
     raise UserError(f"cannot read {path} ({e})") from None
-  except ValueError as e:
-    raise bad(f"header is not JSON: {e}") from None
+  except (ValueError, RecursionError) as e:   # RecursionError: JSON nested too deep to parse
+    raise bad(f"header is not JSON: {type(e).__name__}: {str(e)[:200]}") from None
   if not isinstance(header, dict):
     raise bad("header is not a JSON object")
-  out, base = {}, 8 + n
+  out, ranges, base = {}, [], 8 + n
   for key, info in header.items():
     if key == "__metadata__":
       continue
     try:
-      dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+      dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     except (KeyError, TypeError, ValueError):
       raise bad(f"entry {key!r} lacks dtype, shape or data_offsets") from None
-    if dtype not in _ST_DTYPES:
-      raise UserError(f"{path}: tensor {key} has dtype {dtype}, which lcbm-jax does not read")
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_ST_DTYPES[dtype]).itemsize
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end and end - begin == nbytes
-            and base + end <= size and min(shape, default=0) >= 0):
-      raise bad(f"tensor {key} has data_offsets {[begin, end]} for {dtype}{list(shape)} in a {size}-byte file")
+    if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+      raise UserError(f"{path}: tensor {key} has dtype {str(dtype)[:40]!r}, which lcbm-jax does not read "
+                      f"(it reads {', '.join(_ST_DTYPES)})")
+    if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+      raise bad(f"tensor {key} has shape {str(shape)[:80]}, not a list of non-negative integers")
+    shape = tuple(shape)
+    nbytes = math.prod(shape) * np.dtype(_ST_DTYPES[dtype]).itemsize
+    if not (_is_int(begin) and _is_int(end) and 0 <= begin <= end and end - begin == nbytes and base + end <= size):
+      raise bad(f"tensor {key} has data_offsets {str([begin, end])[:80]} for {dtype}{list(shape)[:8]} "
+                f"({nbytes:,} bytes) in a {size:,}-byte file")
     out[key] = (dtype, shape, base + begin)
+    ranges.append((begin, end, key))
+  at = 0
+  for begin, end, key in sorted(ranges):
+    if begin != at:
+      raise bad(f"tensor {key} starts at byte {begin:,} of the data, where the previous one "
+                f"{'overlaps it' if begin < at else 'left a hole'} (it ended at {at:,})")
+    at = end
+  if base + at != size:
+    raise bad(f"the tensors end at byte {base + at:,} of a {size:,}-byte file")
   return out
+
+
+def _is_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _weight_files(d: str) -> list[str]:
   """The safetensors files of `d` (one file, or the shards its index names, each inside `d`)."""
   if os.path.isfile(os.path.join(d, _INDEX)):
-    with open(os.path.join(d, _INDEX)) as f:
-      try:
-        weight_map = json.load(f)["weight_map"]
-        files = sorted(set(weight_map.values()))
-      except (ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(f"{os.path.join(d, _INDEX)} is not a safetensors index (no weight_map)") from None
+    try:
+      weight_map = _read_json(os.path.join(d, _INDEX))["weight_map"]
+      files = sorted(set(weight_map.values()))
+    except (UserError, KeyError, TypeError, AttributeError):
+      raise UserError(f"{os.path.join(d, _INDEX)} is not a safetensors index (a JSON object with a weight_map "
+                      "of tensor name -> shard file)") from None
     for name in files:
       # A shard name is a file of this directory, never a path elsewhere.
       if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
@@ -268,10 +299,32 @@ def _write_tensors(d: str, tensors: dict[str, np.ndarray]) -> None:
 
 
 def _read_json(path: str) -> dict[str, Any]:
+  """A JSON object from a model directory: bounded in size, one-line errors for anything else."""
   if not os.path.isfile(path):
     raise UserError(f"{path} not found; pass a Hugging Face model directory (with config.json)")
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path, "rb") as f:
+      raw = f.read(_MAX_JSON + 1)
+    if len(raw) > _MAX_JSON:
+      raise UserError(f"{path} is over {_MAX_JSON >> 20} MiB; it is not a model's JSON file")
+    d = json.loads(raw)
+  except OSError as e:
+    raise UserError(f"cannot read {path} ({e})") from None
+  except (ValueError, RecursionError) as e:
+    raise UserError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+  if not isinstance(d, dict):
+    raise UserError(f"{path} holds a JSON {type(d).__name__}, not an object")
+  return d
+
+
+def _section(d: dict[str, Any], key: str) -> dict[str, Any]:
+  """A nested config object (`text_config`, `vision_config`, ...); absent or null is {} (defaults)."""
+  v = d.get(key)
+  if v is None:
+    return {}
+  if not isinstance(v, dict):
+    raise UserError(f"config.json: {key} is a {type(v).__name__}, not an object")
+  return v
 
 
 def _canonical_name(name: str, aliases) -> str:
@@ -307,7 +360,7 @@ def _vision_from_hf(v: dict[str, Any]) -> presets.VisionConfig:
 def _text_from_hf(t: dict[str, Any]) -> presets.TextConfig:
   if t.get("model_type", "llama") != "llama":
     raise UserError(f"language model {t.get('model_type')!r} is not supported; lcbm-jax uses Llama")
-  rope = t.get("rope_parameters") or {}
+  rope = _section(t, "rope_parameters")
   if t.get("rope_scaling") or rope.get("rope_type", "default") != "default":
     raise UserError("RoPE scaling is not supported; use a Llama config with rope_type 'default'")
   if t.get("attention_bias") or t.get("mlp_bias"):
@@ -320,9 +373,9 @@ def _text_from_hf(t: dict[str, Any]) -> presets.TextConfig:
       intermediate_size=t.get("intermediate_size", 11008), num_hidden_layers=t.get("num_hidden_layers", 32),
       num_attention_heads=heads, num_key_value_heads=t.get("num_key_value_heads") or heads,
       head_dim=t.get("head_dim"), rms_norm_eps=t.get("rms_norm_eps", 1e-6),
-      rope_theta=float(rope.get("rope_theta", t.get("rope_theta", 10000.0))),
+      rope_theta=rope.get("rope_theta", t.get("rope_theta", 10000.0)),
       max_position_embeddings=t.get("max_position_embeddings", 2048),
-      tie_word_embeddings=bool(t.get("tie_word_embeddings", False)))
+      tie_word_embeddings=t.get("tie_word_embeddings") or False)
 
 
 def config_from_hf(hf: dict[str, Any], param_dtype: str = "float32") -> presets.LCBMConfig:
@@ -336,11 +389,11 @@ def config_from_hf(hf: dict[str, Any], param_dtype: str = "float32") -> presets.
     raise UserError("several vision_feature_layer values are not supported; use one layer index")
   if not hf.get("multimodal_projector_bias", True) or hf.get("projector_hidden_act", "gelu") != "gelu":
     raise UserError("only the LLaVA mlp2x_gelu projector with biases is supported")
-  text = _text_from_hf(hf.get("text_config") or {})
+  text = _text_from_hf(_section(hf, "text_config"))
   if hf.get("tie_word_embeddings") and not text.tie_word_embeddings:
     text = dataclasses.replace(text, tie_word_embeddings=True)
   return presets.LCBMConfig(
-      vision=_vision_from_hf(hf.get("vision_config") or {}), projector=presets.ProjectorConfig(), text=text,
+      vision=_vision_from_hf(_section(hf, "vision_config")), projector=presets.ProjectorConfig(), text=text,
       image_token_id=hf.get("image_token_index", hf.get("image_token_id", 32000)),
       vision_feature_layer=hf.get("vision_feature_layer", -2),
       param_dtype=param_dtype, compute_dtype=param_dtype)
@@ -381,6 +434,7 @@ def config_to_hf(cfg: presets.LCBMConfig, dtype: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- parameters
 
 
+@functools.lru_cache(maxsize=4)   # opening checks the shapes, reading checks them again
 def _param_shapes(cfg: presets.LCBMConfig) -> dict[str, tuple[int, ...]]:
   """Our path -> shape, from the model's own init (abstractly; nothing is allocated)."""
   abstract = lcbm.abstract_params(cfg)
@@ -449,7 +503,9 @@ def leaf_readers(cfg: presets.LCBMConfig, source, allow_missing: tuple[str, ...]
 
   Checks first, from the headers alone, that every HF tensor is used, every parameter filled (except
   paths starting with one of `allow_missing`, left to the caller) and every shape right, so a wrong
-  checkpoint fails with one line before anything is read.
+  checkpoint fails with one line before anything is read. The config's shapes come from
+  `jax.eval_shape` (its dimensions are bounded by `presets.MAX_DIM`), so an absurd config is refused
+  here without allocating what it claims.
   """
   shapes = _param_shapes(cfg)
   left = source.names()
@@ -459,6 +515,11 @@ def leaf_readers(cfg: presets.LCBMConfig, source, allow_missing: tuple[str, ...]
       continue   # e.g. lm_head when embeddings are tied
     shape = shapes[path]
     layered = "{i}" in hf_name
+    if layered and hf_name.format(i=shape[0] - 1) not in left and not path.startswith(allow_missing):
+      # Before naming every layer: a config claiming a million layers is answered from the last one,
+      # so the names built below never outnumber the tensors the headers list.
+      raise UserError(f"the checkpoint lacks {hf_name.format(i=shape[0] - 1)} (config says {shape[0]:,} layers); "
+                      "the config does not match the weights")
     names = [hf_name.format(i=i) for i in range(shape[0])] if layered else [hf_name]
     missing = [n for n in names if n not in left]
     if missing:
@@ -567,9 +628,8 @@ def is_hf_dir(path: str) -> bool:
   if not os.path.isfile(cfg_path):
     return False
   try:
-    with open(cfg_path) as f:
-      return json.load(f).get("model_type") == "llava"
-  except (OSError, ValueError):
+    return _read_json(cfg_path).get("model_type") == "llava"
+  except UserError:
     return False
 
 
@@ -588,9 +648,8 @@ def _processor_image_token(d: str) -> str | None:
   if not os.path.isfile(path):
     return None
   try:
-    with open(path) as f:
-      token = json.load(f).get("image_token")
-  except (OSError, ValueError, AttributeError):
+    token = _read_json(path).get("image_token")
+  except UserError:
     return None
   return token if isinstance(token, str) else None
 
@@ -609,6 +668,7 @@ def open_llava(hf_dir: str) -> tuple[presets.LCBMConfig, TensorFiles, Any]:
   files = TensorFiles(hf_dir, _LLAVA_ALIASES)
   cfg = config_from_hf(hf, _weights_dtype(files.dtypes()))
   cfg = dataclasses.replace(cfg, **inference_images.fields_from_dir(hf_dir, cfg.vision.image_size))
+  leaf_readers(cfg, files)   # config vs headers now, before a caller compiles anything for this cfg
   tok = load_tokenizer(hf_dir)
   if tok is not None:
     check_tokenizer(cfg, tok, hf_dir)
@@ -663,7 +723,7 @@ class ClipLlama:
         raise UserError(f"{d} is not a directory; pass Hugging Face CLIP and Llama directories")
     vjson = _read_json(os.path.join(vision_dir, "config.json"))
     if vjson.get("model_type") == "clip":
-      vjson = vjson.get("vision_config") or {}
+      vjson = _section(vjson, "vision_config")
     text = _text_from_hf(_read_json(os.path.join(llm_dir, "config.json")))
     self.source = _Union(TensorFiles(vision_dir, _CLIP_ALIASES, _CLIP_UNUSED), TensorFiles(llm_dir, _LLAMA_ALIASES))
     dtype = _weights_dtype(_source_dtypes(self.source))
@@ -675,6 +735,7 @@ class ClipLlama:
     self.cfg = presets.LCBMConfig(vision=vision, projector=presets.ProjectorConfig(), text=text,
                                   image_token_id=self.tokenizer.image_id, param_dtype=dtype, compute_dtype=dtype,
                                   **inference_images.fields_from_dir(vision_dir, vision.image_size))
+    self.readers()   # configs vs headers now, before a caller compiles anything for this cfg
 
   def readers(self) -> dict:
     """Readers of every parameter but the projector's."""

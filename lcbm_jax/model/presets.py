@@ -13,6 +13,7 @@ can store them as JSON.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from lcbm_jax.errors import UserError
@@ -31,10 +32,31 @@ def _check(ok: bool, message: str) -> None:
     raise UserError(message)
 
 
+# The largest dimension a config may name. Token ids and positions are int32, and no real model comes
+# near it in any dimension; a larger value is a corrupt or hostile config.json, refused before any
+# shape is built from it.
+MAX_DIM = 2**31 - 1
+
+
+def _integer(v: Any) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)   # bool is an int in Python
+
+
 def _positive(obj: Any, *fields: str) -> None:
   for f in fields:
     v = getattr(obj, f)
-    _check(isinstance(v, int) and v > 0, f"{type(obj).__name__}.{f} must be a positive int, got {v!r}")
+    # `"num_hidden_layers": true` is a broken config, not one layer.
+    _check(_integer(v) and 0 < v <= MAX_DIM,
+           f"{type(obj).__name__}.{f} must be a positive int up to {MAX_DIM:,}, got {v!r}")
+
+
+def _positive_float(obj: Any, *fields: str) -> None:
+  """Checks each field is a finite number > 0 and stores it as a float (JSON may give 10000 or 1e4)."""
+  for f in fields:
+    v = getattr(obj, f)
+    _check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+           f"{type(obj).__name__}.{f} must be a finite number > 0, got {v!r}")
+    object.__setattr__(obj, f, float(v))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +81,7 @@ class VisionConfig:
            f"({self.num_attention_heads})")
     _check(self.hidden_act == "quick_gelu",
            f"vision.hidden_act {self.hidden_act!r} is not supported; CLIP uses 'quick_gelu'")
-    _check(self.layer_norm_eps > 0, f"vision.layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+    _positive_float(self, "layer_norm_eps")
 
   @property
   def head_dim(self) -> int:
@@ -113,8 +135,9 @@ class TextConfig:
     _check(self.num_attention_heads % self.num_key_value_heads == 0,
            f"text.num_attention_heads ({self.num_attention_heads}) must be a multiple of "
            f"text.num_key_value_heads ({self.num_key_value_heads})")
-    _check(self.rms_norm_eps > 0, f"text.rms_norm_eps must be > 0, got {self.rms_norm_eps}")
-    _check(self.rope_theta > 0, f"text.rope_theta must be > 0, got {self.rope_theta}")
+    _positive_float(self, "rms_norm_eps", "rope_theta")
+    _check(isinstance(self.tie_word_embeddings, bool),
+           f"text.tie_word_embeddings must be a bool, got {self.tie_word_embeddings!r}")
     _check(isinstance(self.attention_block, int) and not isinstance(self.attention_block, bool)
            and self.attention_block >= 0,
            f"text.attention_block must be an int >= 0 (0 = full attention), got {self.attention_block!r}")
@@ -146,18 +169,22 @@ class LCBMConfig:
   def __post_init__(self):
     for name, typ in (("vision", VisionConfig), ("projector", ProjectorConfig), ("text", TextConfig)):
       _check(isinstance(getattr(self, name), typ), f"LCBMConfig.{name} must be a {typ.__name__}")
-    _check(isinstance(self.image_token_id, int) and 0 <= self.image_token_id < self.text.vocab_size,
+    _check(_integer(self.image_token_id) and 0 <= self.image_token_id < self.text.vocab_size,
            f"image_token_id ({self.image_token_id}) must be in [0, text.vocab_size={self.text.vocab_size})")
-    _check(isinstance(self.max_images, int) and self.max_images >= 0,
+    _check(_integer(self.max_images) and 0 <= self.max_images <= MAX_DIM,
            f"max_images must be an int >= 0, got {self.max_images!r}")
     n = self.vision.num_hidden_layers
-    _check(-(n + 1) <= self.vision_feature_layer <= n,
+    _check(_integer(self.vision_feature_layer) and -(n + 1) <= self.vision_feature_layer <= n,
            f"vision_feature_layer ({self.vision_feature_layer}) must index one of the {n + 1} CLIP hidden "
            f"states, i.e. lie in [{-(n + 1)}, {n}]")
-    object.__setattr__(self, "image_mean", tuple(float(x) for x in self.image_mean))
-    object.__setattr__(self, "image_std", tuple(float(x) for x in self.image_std))
-    _check(len(self.image_mean) == 3 and len(self.image_std) == 3 and min(self.image_std) > 0,
-           "image_mean and image_std need 3 values each (RGB), std > 0")
+    try:
+      object.__setattr__(self, "image_mean", tuple(float(x) for x in self.image_mean))
+      object.__setattr__(self, "image_std", tuple(float(x) for x in self.image_std))
+      ok = len(self.image_mean) == 3 and len(self.image_std) == 3 and min(self.image_std) > 0
+    except (TypeError, ValueError):
+      ok = False
+    _check(ok, f"image_mean and image_std need 3 numbers each (RGB), std > 0; got {self.image_mean!r}, "
+           f"{self.image_std!r}")
     _check(isinstance(self.image_shortest_edge, int) and not isinstance(self.image_shortest_edge, bool)
            and (self.image_shortest_edge == 0 or self.image_shortest_edge >= self.vision.image_size),
            f"image_shortest_edge ({self.image_shortest_edge!r}) must be 0 (= vision.image_size) or an int >= "
@@ -188,13 +215,13 @@ class LCBMConfig:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "LCBMConfig":
-    d = dict(d)
     try:
+      d = dict(d)
       d["vision"] = VisionConfig(**d["vision"])
       d["projector"] = ProjectorConfig(**d["projector"])
       d["text"] = TextConfig(**d["text"])
       return cls(**d)
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
       raise UserError(f"model config is malformed ({e}); it must come from LCBMConfig.to_dict()") from e
 
 

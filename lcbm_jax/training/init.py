@@ -114,10 +114,7 @@ def _from_checkpoint(config, path: str) -> Start:
     step_dir = artifacts.resolve_step_dir(path)
   except UserError as e:
     raise UserError(f"init.checkpoint {path} is not a model: {e}") from None
-  model = ckpt_lib.read_json_item(step_dir, "model")
-  if not model:
-    raise UserError(f"init.checkpoint {step_dir} holds no model config (saved without model_cfg)")
-  cfg = presets.LCBMConfig.from_dict(model)
+  cfg = artifacts.model_config(step_dir)
 
   def read(abstract):
     stored = jax.tree.map(lambda a, d: jax.ShapeDtypeStruct(a.shape, d), abstract, _stored_dtypes(cfg, abstract))
