@@ -120,3 +120,152 @@ def write_corrupted_corpus(out_dir: str, seed: int = 0) -> CorruptedCorpus:
   clean = frozenset(all_ids - bad_ids)
   return CorruptedCorpus(root=out_dir, files=files, expected=dict(expected), clean_ids=clean,
                          total_items=len(clean) + sum(expected.values()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input on top (issue 10): paths that leave the media root, files that are not regular,
+# duplicates and leaks, nested wrong types, enormous lines, through every source.
+
+CANARY_MARKER = b"lcbm-canary-7f3a9c1e5b"   # in a valid image outside the root: must never reach a shard
+
+
+@dataclasses.dataclass(frozen=True)
+class HostileCorpus:
+  root: str                          # the generated (and corrupted) corpus
+  outside: str                       # a directory beside it holding the canary
+  builds: tuple[tuple[str, str, str], ...]   # (source, --input, --media-root) to build, in order
+  expected: dict[str, int]           # reason -> quarantined items over all builds
+  clean_ids: frozenset[str]          # record ids that must be built exactly once
+
+
+def _canary(path: str) -> None:
+  from PIL import PngImagePlugin
+  info = PngImagePlugin.PngInfo()
+  info.add_text("marker", CANARY_MARKER.decode())
+  Image.new("RGB", (13, 7), (200, 10, 90)).save(path, pnginfo=info)
+
+
+def _hostile_paths(media_root: str, sub: str, outside: str) -> list[tuple[str, str]]:
+  """(path as a row writes it, reason) for each way a media path can be hostile, for rows whose media
+  resolve under `media_root`; creates the files in `media_root/sub`."""
+  media_dir = os.path.join(media_root, sub)
+  os.makedirs(media_dir, exist_ok=True)
+  canary = os.path.join(outside, "canary.png")
+  os.symlink(canary, os.path.join(media_dir, "link_out.png"))
+  os.makedirs(os.path.join(media_dir, "a_dir.png"))
+  os.mkfifo(os.path.join(media_dir, "fifo.png"))
+  return [(os.path.relpath(canary, media_root), "media_outside_root"), (canary, "media_outside_root"),
+          (f"{sub}/link_out.png", "media_outside_root"), ("/etc/passwd", "media_outside_root"),
+          ("/dev/zero", "media_outside_root"), (f"{sub}/a_dir.png", "not_regular_file"),
+          (f"{sub}/fifo.png", "not_regular_file")]
+
+
+def _append_lines(path: str, rows: list[dict], huge: bool = True) -> None:
+  from data_pipeline.sources import jsonl
+  with open(path, "ab") as f:
+    for r in rows:
+      f.write(json.dumps(r).encode() + b"\n")
+    if huge:   # one line longer than any row: skipped in bounded pieces
+      f.write(b'{"id": "huge", "text": "' + b"x" * (jsonl.MAX_LINE_BYTES + 1024) + b'"}\n')
+
+
+def write_hostile_corpus(out_dir: str) -> HostileCorpus:
+  base = write_corrupted_corpus(os.path.join(out_dir, "corpus"))
+  root, outside = base.root, os.path.join(out_dir, "outside")
+  os.makedirs(outside)
+  _canary(os.path.join(outside, "canary.png"))
+  expected = collections.Counter(base.expected)
+  clean = set(base.clean_ids)
+
+  def count(paths, extra):
+    for _, reason in paths:
+      expected[reason] += 1
+    for reason in extra:
+      expected[reason] += 1
+
+  # tweets and blift (JSONL, media relative to the file's folder)
+  for source in ("tweets", "blift"):
+    path = os.path.join(root, source, "train.jsonl")
+    with open(path, "rb") as f:
+      parsed = [json.loads(line) for line in f if _is_json(line)]
+    template = next(r for r in parsed if str(r.get("id")) in clean)
+    hostile = _hostile_paths(os.path.join(root, source), "media", outside)
+    if source == "tweets":
+      rows = [{**template, "id": f"h-tw-{i}", "media": [p]} for i, (p, _) in enumerate(hostile)]
+      rows += [{**template, "id": "h-tw-nested", "media_keywords": {"a": "b"}}]        # a dict where a list belongs
+    else:
+      rows = [{**template, "id": f"h-bl-{i}", "url": p} for i, (p, _) in enumerate(hostile)]
+      rows += [{**template, "id": "h-bl-nested", "comments": "one comment, not a list"}]   # text where a list belongs
+    rows.append(dict(template))   # a clean row again, later in the same split: the first one is built
+    _append_lines(path, rows)
+    count(hostile, ["wrong_type", "duplicate_id", "huge_line"])
+
+  # cbc (parquet): hostile media_path values and a repeated video_id, on copies of a clean row
+  cbc = os.path.join(root, "cbc", "train.parquet")
+  videos = pq.read_table(cbc).to_pylist()
+  template = next(v for v in videos if v["video_id"] in clean)
+  hostile = _hostile_paths(os.path.join(root, "cbc"), "media", outside)
+  videos += [{**template, "video_id": f"h-cbc-{i}", "media_path": p} for i, (p, _) in enumerate(hostile)]
+  videos.append(dict(template))   # the same video_id again
+  world.write_cbc_parquet(videos, cbc)
+  count(hostile, ["duplicate_id"])
+
+  # llava_json (a .json list, media relative to the corpus root)
+  image = next(os.path.join("blift", "media", n) for n in sorted(os.listdir(os.path.join(root, "blift", "media")))
+               if n.endswith(".png") and not os.path.islink(os.path.join(root, "blift", "media", n))
+               and os.path.isfile(os.path.join(root, "blift", "media", n))
+               and _decodes(os.path.join(root, "blift", "media", n)))
+  turns = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A thing."}]
+  hostile = _hostile_paths(root, "llava_media", outside)
+  rows = [{"id": "l-clean-0", "image": image, "conversations": turns}, {"id": "l-clean-1", "conversations": [
+      {"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "Hi."}]}]
+  rows += [{"id": f"h-ll-{i}", "image": p, "conversations": turns} for i, (p, _) in enumerate(hostile)]
+  rows += [{"id": "h-ll-nested", "image": image, "conversations": {"from": "human", "value": "x"}},
+           {"id": "l-clean-0", "image": image, "conversations": turns}]
+  llava = os.path.join(root, "llava", "train.json")
+  os.makedirs(os.path.dirname(llava), exist_ok=True)
+  with open(llava, "w") as f:
+    json.dump(rows, f)
+  clean |= {"l-clean-0", "l-clean-1"}
+  count(hostile, ["wrong_type", "duplicate_id"])
+
+  # jsonl (the generic schema), with a test split that shares an id with train (leakage)
+  jdir = os.path.join(root, "jsonl")
+  os.makedirs(os.path.join(jdir, "media"))
+  _copy(os.path.join(root, image), os.path.join(jdir, "media", "ok.png"))
+  def row(rid, media):
+    return {"record_id": rid, "content": {"title": f"post {rid}", "media": media}, "behavior": {"likes": 2}}
+  with open(os.path.join(jdir, "test.jsonl"), "w") as f:
+    f.write(json.dumps(row("j-leak", ["media/ok.png"])) + "\n")
+  hostile = _hostile_paths(jdir, "media", outside)
+  rows = [row("j-clean", ["media/ok.png"]), row("j-leak", ["media/ok.png"]), row("j-clean", ["media/ok.png"])]
+  rows += [row(f"h-j-{i}", [p]) for i, (p, _) in enumerate(hostile)]
+  rows.append({**row("h-j-nested", []), "behavior": {"comments": {"top": "so cool"}}})
+  open(os.path.join(jdir, "train.jsonl"), "w").close()
+  _append_lines(os.path.join(jdir, "train.jsonl"), rows)
+  clean |= {"j-clean", "j-leak"}
+  count(hostile, ["duplicate_id", "duplicate_id", "wrong_type", "huge_line"])
+
+  builds = (("behavior_world", root, ""), ("llava_json", llava, root), ("jsonl", jdir, jdir))
+  return HostileCorpus(root=root, outside=outside, builds=builds, expected=dict(expected), clean_ids=frozenset(clean))
+
+
+def _is_json(line: bytes) -> bool:
+  try:
+    return isinstance(json.loads(line), dict)
+  except ValueError:
+    return False
+
+
+def _decodes(path: str) -> bool:
+  try:
+    with Image.open(path) as img:
+      img.load()
+    return img.mode in ("RGB", "L", "RGBA", "P")
+  except Exception:
+    return False
+
+
+def _copy(src: str, dst: str) -> None:
+  with open(src, "rb") as f, open(dst, "wb") as g:
+    g.write(f.read())
