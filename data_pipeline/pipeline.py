@@ -34,12 +34,15 @@ function of the sample sequence, so the same rows come out).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import math
 import os
 import sys
+import threading
+import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
@@ -530,7 +533,8 @@ class DataIterator:
     if self.config.worker_count > 0:
       _allow_grain_flags()
       ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.config.worker_count,
-                                                         per_worker_buffer_size=4))
+                                                         per_worker_buffer_size=4),
+                            worker_init_fn=functools.partial(exit_with_parent, os.getpid()))
     return iter(ids)
 
   # -- iteration --------------------------------------------------------------------------
@@ -649,6 +653,32 @@ class DataIterator:
     for reason, n in self.quarantine_counts.items():
       out[reason] = out.get(reason, 0) + n
     return out
+
+
+# How often a worker checks that its trainer still lives: a killed trainer's workers are gone
+# within this (plus the resource tracker's cleanup of their shared memory, well under a second).
+PARENT_POLL_S = 0.2
+
+
+def exit_with_parent(parent_pid: int, worker_index: int = 0, worker_count: int = 0) -> None:
+  """Grain's `worker_init_fn`: the worker exits as soon as its trainer is gone, SIGKILL included.
+
+  A daemon thread polls `os.getppid()`, which changes only when the whole parent process has died
+  (the worker is re-parented). PR_SET_PDEATHSIG is not used: it fires when the *thread* that started
+  the worker exits, and Grain starts workers from its own helper threads, so it could kill a worker
+  under a live trainer. Once the workers are gone, multiprocessing's resource tracker sees its pipe
+  close (they held it open) and exits after unlinking their shared memory.
+  """
+  del worker_index, worker_count
+
+  def watch():
+    while os.getppid() == parent_pid:
+      time.sleep(PARENT_POLL_S)
+    os._exit(1)   # nothing to flush: the data went to a trainer that no longer exists
+
+  if os.getppid() != parent_pid:   # the trainer died while this worker was starting
+    os._exit(1)
+  threading.Thread(target=watch, name="lcbm-exit-with-parent", daemon=True).start()
 
 
 def _allow_grain_flags() -> None:

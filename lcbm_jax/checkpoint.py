@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
 import hashlib
 import itertools
 import json
@@ -318,9 +319,11 @@ class CheckpointManager:
     for p in _partial_saves(self.directory):
       log.warning("checkpoint: ignoring partial save %s (interrupted before commit); Orbax removes it", p)
     self._mngr = self._make_orbax()
+    logging.getLogger("absl").addFilter(_quiet_storage_faults)   # Orbax logs through absl; once per filter
     self._thread: threading.Thread | None = None
     self._thread_error: BaseException | None = None
     self._last_saved: int | None = None
+    self._failed: UserError | RuntimeError | None = None   # a save failure already raised once
 
   def _make_orbax(self) -> ocp.CheckpointManager:
     # Retention is ours (applied after verification), so Orbax keeps every step it writes.
@@ -353,7 +356,10 @@ class CheckpointManager:
         config=ocp.args.JsonSave(_config_to_dict(config)),
         model=ocp.args.JsonSave(_model_to_dict(model_cfg)),
         tokenizer=FilesSave(_tokenizer_files(tokenizer_dir)))
-    self._mngr.save(step, args=args, force=True)
+    try:
+      self._mngr.save(step, args=args, force=True)
+    except Exception as e:  # noqa: BLE001  (Orbax writes the small items before returning)
+      raise self._save_failed(step, e) from e
     self._last_saved = step
     self._thread = threading.Thread(target=self._finish_save, args=(step,), name=f"lcbm-manifest-{step}",
                                     daemon=False)
@@ -361,7 +367,7 @@ class CheckpointManager:
 
   def _finish_save(self, step: int):
     try:
-      self._mngr.wait_until_finished()
+      self._wait_for_orbax(step)
       if jax.process_index() != 0:
         return
       step_dir = self.directory / str(step)
@@ -386,22 +392,58 @@ class CheckpointManager:
       (step_dir / MANIFEST).unlink(missing_ok=True)
       shutil.rmtree(step_dir, ignore_errors=True)
 
+  def _wait_for_orbax(self, step: int | None):
+    try:
+      self._mngr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001  (the background write or commit of `step` failed)
+      if self._failed is None:   # Orbax re-raises a failure at every wait; it is reported once
+        raise self._save_failed(step if step is not None else self._last_saved, e) from e
+
   def _join_manifest_thread(self):
     if self._thread is not None:
       self._thread.join()
       self._thread = None
     if self._thread_error is not None:
       err, self._thread_error = self._thread_error, None
-      raise RuntimeError(f"checkpoint save in the background failed: {err!r}") from err
+      if err is self._failed:   # already the error to report (_wait_for_orbax in the thread)
+        raise err
+      raise self._save_failed(self._last_saved, err) from err
+
+  def raise_if_save_failed(self) -> None:
+    """Raises a background save's failure once its thread is done; never blocks. The loop calls this
+    every step, so a full disk stops the run at once rather than at the next save."""
+    if self._thread is not None and not self._thread.is_alive():
+      self._join_manifest_thread()
+
+  def _save_failed(self, step: int | None, err: BaseException) -> UserError | RuntimeError:
+    """The error to raise for a failed save: a UserError for a storage fault (read-only or full
+    filesystem, no permission, quota), naming the step that stays the resume point; else a bug."""
+    fault = _storage_fault(err)
+    if fault is None:
+      self._failed = RuntimeError(f"checkpoint save of step {step} failed: {err!r}")
+    else:
+      verified = [s for s in list_steps(self.directory) if (self.directory / str(s) / MANIFEST).is_file()]
+      resume = (f"step {verified[-1]}, the newest verified one, stays the resume point" if verified
+                else "no step is verified yet, so a rerun starts from scratch")
+      self._failed = UserError(f"checkpoint step {step} could not be written to {self.directory}: {fault}; "
+                               f"{resume}. Free space or make the directory writable, then rerun the same "
+                               "command")
+    return self._failed
 
   def wait_until_finished(self):
     """Blocks until the last save is committed, its manifest written and retention applied."""
-    self._mngr.wait_until_finished()
+    self._wait_for_orbax(None)
     self._join_manifest_thread()
 
   def close(self):
-    self.wait_until_finished()
-    self._mngr.close()
+    try:
+      self.wait_until_finished()
+    finally:
+      try:
+        self._mngr.close()
+      except Exception:  # noqa: BLE001  (a failure already raised: Orbax repeats it at close)
+        if self._failed is None:
+          raise
 
   # -- resuming --
 
@@ -453,6 +495,39 @@ class CheckpointManager:
                       f"{jax.process_index()} (saved with {len(restored.data)} processes); resume with the same "
                       "number of processes")
     return restored.state, _decode_data_state(restored.data[name])
+
+
+class _QuietStorageFaults(logging.Filter):
+  """Drops Orbax's own logs of a save that storage refused (each with its traceback, from every
+  thread that waited on it): the manager reports that failure once, as a UserError. Orbax's logs of
+  any other failure stay."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not ("orbax" in record.pathname and exc is not None and _storage_fault(exc) is not None)
+
+
+_quiet_storage_faults = _QuietStorageFaults()
+
+
+# Errnos that mean the storage refused the write; anything else failing a save is a bug.
+_STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def _storage_fault(err: BaseException) -> str | None:
+  """'Read-only file system (EROFS) at PATH' when `err` or an error it came from is a storage
+  fault, else None. TensorStore reports its failed writes as ValueError carrying the OS's text."""
+  seen = set()
+  while err is not None and id(err) not in seen:
+    seen.add(id(err))
+    if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+      where = f" at {err.filename}" if err.filename else ""
+      return f"{os.strerror(err.errno)} ({errno.errorcode[err.errno]}){where}"
+    for code in _STORAGE_ERRNOS:
+      if os.strerror(code) in str(err):
+        return f"{os.strerror(code)} ({errno.errorcode[code]}): {str(err).splitlines()[0][:300]}"
+    err = err.__cause__ or err.__context__
+  return None
 
 
 def _orbax_restore(fn, step_dir: pathlib.Path):

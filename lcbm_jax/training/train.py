@@ -33,7 +33,7 @@ from lcbm_jax.model import lcbm, presets
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import metrics as metrics_lib
 from lcbm_jax.training import init as init_lib
-from lcbm_jax.training import optim, preemption
+from lcbm_jax.training import optim, preemption, processes
 from lcbm_jax.training import step as step_lib
 from lcbm_jax.training.state import TrainState
 
@@ -42,7 +42,8 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None,
                            process_id: int | None) -> None:
   """jax.distributed.initialize from flags, else environment, else TPU-pod auto-detection.
 
-  Must run before anything touches a JAX device. CPU processes talk over gloo.
+  Must run before anything touches a JAX device. CPU processes talk over gloo. A rank lost later
+  ends every other one with one line (lcbm_jax/training/processes.py).
   """
   coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
   if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
@@ -55,9 +56,9 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None,
                       "(or JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
     if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+    processes.initialize(coordinator, num_processes, process_id)
   elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()   # multi-host TPU VM: everything comes from the TPU metadata
+    processes.initialize()   # multi-host TPU VM: everything comes from the TPU metadata
 
 
 def _with_shardings(abstract, shardings):
@@ -288,6 +289,11 @@ def check_finite(m: dict, limit: int, step: int) -> None:
 
 def train(config, workdir: str) -> dict:
   """Trains as `config` says into `workdir`; returns a summary (final losses, throughput, paths)."""
+  with processes.exit_if_peer_lost():   # a lost rank ends a multi-process run with one line
+    return _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   say = (lambda *a: print(*a, file=sys.stderr)) if is_main else (lambda *a: None)
@@ -395,6 +401,7 @@ def train(config, workdir: str) -> dict:
         last_eval = evaluate(step)
         bar.write(f"step {step}: eval loss {last_eval['loss']:.4f}", file=sys.stderr)
         window_start = time.perf_counter()   # throughput counts training only
+      ckpt.raise_if_save_failed()   # a background save that failed stops the run now, not at the next save
       if step % config.checkpoint.every_steps == 0 and step < num_steps:
         save(step)
         window_start = time.perf_counter()
