@@ -15,7 +15,7 @@ import jax
 
 from data_pipeline import tokenizer as tokenizer_lib
 from lcbm_jax import checkpoint as ckpt_lib
-from lcbm_jax import sharding
+from lcbm_jax import paths, sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
 from lcbm_jax.model import lcbm, presets
@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def resolve_step_dir(path) -> pathlib.Path:
-  """A training workdir, its checkpoints/ directory, or one step's directory -> a verified step dir."""
-  path = pathlib.Path(path).absolute()   # Orbax requires absolute paths
+  """A training workdir, its checkpoints/ directory, or one step's directory (local or gs://) -> a
+  verified step dir (a `pathlib.Path`, or an `epath.Path` for gs://)."""
+  return paths.native(_resolve_step_dir(paths.path(path)))   # absolute: Orbax requires it
+
+
+def _resolve_step_dir(path):
   if (path / ckpt_lib.STEP_METADATA).is_file() or (path / ckpt_lib.MANIFEST).is_file():
     problem = ckpt_lib.check_step(path)
     if problem:
@@ -60,10 +64,10 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
   Params land on `mesh` with the model's parameter shardings when given, else on the default device.
   tokenizer is what `data_pipeline.tokenizer.load` returns, or None when the checkpoint has none.
   """
-  path = pathlib.Path(path).absolute()
+  path = paths.path(path)
   if not path.exists():
     raise UserError(f"checkpoint path {path} does not exist")
-  if hf.is_hf_dir(str(path)):
+  if not paths.is_remote(path) and hf.is_hf_dir(str(path)):
     cfg, files, tokenizer = hf.open_llava(str(path))
     params = hf.place_params(cfg, files, param_shardings(cfg, lcbm.abstract_params(cfg), mesh))
     return cfg, params, tokenizer
@@ -78,7 +82,7 @@ def load_for_inference(path, *, mesh: jax.sharding.Mesh | None = None):
 
 def model_config(step_dir) -> presets.LCBMConfig:
   """The model config a verified step stores, validated (a manifest proves the bytes, not that they are sane)."""
-  where = pathlib.Path(step_dir) / "model" / "metadata"
+  where = paths.path(step_dir) / "model" / "metadata"
   try:
     model_dict = ckpt_lib.read_json_item(step_dir, "model")
   except (OSError, ValueError, RecursionError) as e:
@@ -90,10 +94,16 @@ def model_config(step_dir) -> presets.LCBMConfig:
 
 def step_tokenizer(step_dir):
   """The tokenizer a checkpoint carries (`data_pipeline.tokenizer.load`), or None."""
-  tokenizer_dir = pathlib.Path(step_dir) / "tokenizer"
+  tokenizer_dir = paths.path(step_dir) / "tokenizer"
   if not any((tokenizer_dir / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
     return None
-  return tokenizer_lib.load(tokenizer_dir)
+  if paths.is_remote(tokenizer_dir):   # the tokenizer libraries read local files: a local copy first
+    local = paths.cache_root() / "tokenizers" / paths.cache_key(str(tokenizer_dir))
+    local.mkdir(parents=True, exist_ok=True)
+    for p in tokenizer_dir.iterdir():
+      (local / p.name).write_bytes(p.read_bytes())
+    tokenizer_dir = local
+  return tokenizer_lib.load(paths.native(tokenizer_dir))
 
 
 def training_config(path) -> dict:

@@ -52,7 +52,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import threading
 import time
 from typing import Any, Callable
@@ -61,9 +60,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
+from etils import epath
 from jax.experimental import multihost_utils
 
 from data_pipeline import hf_tokenizer
+from lcbm_jax import paths
 from lcbm_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,10 @@ class _FilesHandler(ocp.CheckpointHandler):
   def save(self, directory, args: "FilesSave"):
     if args.every_process or jax.process_index() == 0:
       for name, data in args.files.items():
-        (pathlib.Path(directory) / name).write_bytes(data)
+        (paths.path(directory) / name).write_bytes(data)
 
   def restore(self, directory, args: "FilesRestore | None" = None) -> dict[str, bytes]:
-    directory = pathlib.Path(directory)
+    directory = paths.path(directory)
     names = args.names if args and args.names else sorted(p.name for p in directory.iterdir()
                                                           if p.name != COMMIT_MARKER)
     return {n: (directory / n).read_bytes() for n in names}
@@ -137,7 +138,7 @@ def _json_default(x):
     return x.item()
   if isinstance(x, (set, frozenset)):
     return list(x)
-  if isinstance(x, pathlib.PurePath):
+  if isinstance(x, (pathlib.PurePath, epath.Path)):
     return str(x)
   raise TypeError(f"not JSON-serialisable in the checkpoint config: {type(x).__name__} {x!r}")
 
@@ -157,7 +158,7 @@ def _tokenizer_files(tokenizer) -> dict[str, bytes]:
     return dict(tokenizer.files)
   if hasattr(tokenizer, "model_proto"):    # data_pipeline.tokenizer.Tokenizer (SentencePiece)
     return {"tokenizer.model": tokenizer.model_proto}
-  path = pathlib.Path(tokenizer)
+  path = paths.path(tokenizer)
   if path.is_dir() and (path / "tokenizer.json").is_file():
     return {name: (path / name).read_bytes() for name in hf_tokenizer.FILES if (path / name).is_file()}
   model = path if path.is_file() else path / "tokenizer.model"
@@ -183,7 +184,7 @@ def _decode_data_state(raw: bytes) -> Any:
 
 def read_data_state(step_dir, process_index: int = 0) -> Any:
   """The data-iterator state a step holds for one process (as `get_state()` returned it)."""
-  path = pathlib.Path(step_dir) / "data" / f"process_{process_index}.json"
+  path = paths.path(step_dir) / "data" / f"process_{process_index}.json"
   if not path.is_file():
     raise UserError(f"{path} is missing: {step_dir} has no data-iterator state for JAX process {process_index}")
   return _decode_data_state(path.read_bytes())
@@ -192,31 +193,63 @@ def read_data_state(step_dir, process_index: int = 0) -> Any:
 # --- manifest: per-file SHA-256, written after commit ---
 
 
-def _sha256(path: pathlib.Path) -> str:
+def _sha256(path) -> str:
   h = hashlib.sha256()
-  with open(path, "rb") as f:
+  with path.open("rb") as f:
     while chunk := f.read(_HASH_CHUNK):
       h.update(chunk)
   return h.hexdigest()
 
 
-def _fsync_dir(path: pathlib.Path):
-  fd = os.open(path, os.O_RDONLY)
+def _fsync_dir(path):
+  fd = os.open(os.fspath(path), os.O_RDONLY)
   try:
     os.fsync(fd)
   finally:
     os.close(fd)
 
 
+def _rmtree(p) -> None:
+  try:
+    p.rmtree()
+  except FileNotFoundError:
+    pass
+
+
+def _move(src, dst) -> None:
+  """A directory rename: atomic on local disk; on an object store a copy, then a delete (the step is
+  quarantined because it is already bad, so a kill in between leaves two bad copies, never a good one)."""
+  if not paths.is_remote(src):
+    os.replace(os.fspath(src), os.fspath(dst))
+    return
+  for rel, p in _files(src):
+    target = dst / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(p.read_bytes())
+  _rmtree(src)
+
+
+def _files(directory, prefix: str = "") -> list[tuple[str, Any]]:
+  """(relative posix path, path) of every file under `directory`, sorted; epath has no recursive
+  glob on object stores, so it walks one listing at a time."""
+  out = []
+  for p in sorted(directory.iterdir(), key=lambda p: p.name):
+    rel = f"{prefix}{p.name}"
+    out += _files(p, rel + "/") if p.is_dir() else [(rel, p)]
+  return out
+
+
 def write_manifest(step_dir) -> dict:
   """Hashes every file of a committed step directory and writes `manifest.json` atomically."""
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   files = {}
-  for p in sorted(step_dir.rglob("*")):
-    rel = p.relative_to(step_dir).as_posix()
-    if p.is_file() and rel != MANIFEST and not rel.startswith(MANIFEST + "."):
-      files[rel] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+  for rel, p in _files(step_dir):
+    if rel != MANIFEST and not rel.startswith(MANIFEST + "."):
+      files[rel] = {"size": p.stat().length, "sha256": _sha256(p)}
   manifest = {"format": 1, "step_dir": step_dir.name, "files": files}
+  if paths.is_remote(step_dir):   # one object write is atomic on an object store; there is no fsync
+    (step_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
   tmp = step_dir / f"{MANIFEST}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
     json.dump(manifest, f, indent=1, sort_keys=True)
@@ -229,7 +262,7 @@ def write_manifest(step_dir) -> dict:
 
 def check_step(step_dir) -> str | None:
   """None if the step directory is committed and every file matches its manifest; else what is wrong."""
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   if not step_dir.is_dir():
     return f"{step_dir} is not a directory"
   for marker in (COMMIT_MARKER, STEP_METADATA):
@@ -246,7 +279,7 @@ def check_step(step_dir) -> str | None:
     p = step_dir / rel
     if not p.is_file():
       return f"{p} is missing (listed in {MANIFEST})"
-    size = p.stat().st_size
+    size = p.stat().length
     if size != want["size"]:
       return f"{p} has {size} bytes, manifest says {want['size']} (truncated or overwritten)"
     digest = _sha256(p)
@@ -257,13 +290,13 @@ def check_step(step_dir) -> str | None:
 
 def list_steps(ckpt_dir) -> list[int]:
   """Step numbers of the final (renamed) step directories, ascending; no integrity checks."""
-  ckpt_dir = pathlib.Path(ckpt_dir)
+  ckpt_dir = paths.path(ckpt_dir)
   if not ckpt_dir.is_dir():
     return []
   return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _partial_saves(ckpt_dir: pathlib.Path) -> list[pathlib.Path]:
+def _partial_saves(ckpt_dir: epath.Path) -> list[epath.Path]:
   if not ckpt_dir.is_dir():
     return []
   return sorted(p for p in ckpt_dir.iterdir() if _TMP_INFIX in p.name)
@@ -276,7 +309,7 @@ def find_latest_good_step(ckpt_dir) -> tuple[int | None, dict[int, str]]:
   """
   bad = {}
   for step in reversed(list_steps(ckpt_dir)):
-    problem = check_step(pathlib.Path(ckpt_dir) / str(step))
+    problem = check_step(paths.path(ckpt_dir) / str(step))
     if problem is None:
       return step, bad
     bad[step] = problem
@@ -312,7 +345,7 @@ class CheckpointManager:
       raise UserError(f"keep_last must be >= 1 (got {keep_last}): the newest good step is needed to resume")
     if keep_every is not None and keep_every < 0:
       raise UserError(f"keep_every must be a number of steps, or 0/None for none (got {keep_every})")
-    self.workdir = pathlib.Path(workdir).absolute()   # Orbax requires absolute paths
+    self.workdir = paths.path(workdir)   # absolute (Orbax requires it), or gs://
     self.directory = self.workdir / CHECKPOINTS
     self.keep_last = keep_last
     self.keep_every = keep_every or None
@@ -390,7 +423,7 @@ class CheckpointManager:
       log.info("checkpoint: retention removes step %d", s)
       # Manifest first: a kill mid-rmtree then leaves an unverified step, never a wrongly verified one.
       (step_dir / MANIFEST).unlink(missing_ok=True)
-      shutil.rmtree(step_dir, ignore_errors=True)
+      _rmtree(step_dir)
 
   def _wait_for_orbax(self, step: int | None):
     try:
@@ -466,7 +499,7 @@ class CheckpointManager:
     self._mngr.reload()   # Orbax must forget the quarantined steps
     return None if step < 0 else step
 
-  def _quarantine(self, step: int, problem: str) -> pathlib.Path:
+  def _quarantine(self, step: int, problem: str) -> epath.Path:
     qdir = self.workdir / QUARANTINE
     qdir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%dT%H%M%S')
@@ -475,7 +508,7 @@ class CheckpointManager:
     while dest.exists():   # the same step quarantined twice within a second
       n += 1
       dest = qdir / f"{step}.{stamp}.{n}"
-    os.replace(self.directory / str(step), dest)
+    _move(self.directory / str(step), dest)
     (qdir / f"{dest.name}.reason.txt").write_text(problem + "\n")
     return dest
 
@@ -530,7 +563,7 @@ def _storage_fault(err: BaseException) -> str | None:
   return None
 
 
-def _orbax_restore(fn, step_dir: pathlib.Path):
+def _orbax_restore(fn, step_dir: epath.Path):
   try:
     return fn()
   except (ValueError, FileNotFoundError, KeyError, OSError) as e:
@@ -549,7 +582,7 @@ def _path_str(path) -> str:
   return "/" + "/".join(parts)
 
 
-def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partial: bool = False):
+def _check_tree_matches(step_dir: epath.Path, item: str, abstract: Any, partial: bool = False):
   """UserError naming the first leaf whose path, shape or dtype differs from the checkpoint.
 
   partial: `abstract` may be a subtree (extra leaves in the checkpoint are fine).
@@ -582,9 +615,9 @@ def _check_tree_matches(step_dir: pathlib.Path, item: str, abstract: Any, partia
 PARAMS_CHUNK_BYTES = 8 << 20
 
 
-def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: Any = None) -> pathlib.Path:
+def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: Any = None) -> epath.Path:
   """Writes a params-only checkpoint (imports from HF, exports) with a manifest; returns its path."""
-  out_dir = pathlib.Path(out_dir).absolute()
+  out_dir = paths.path(out_dir)
   if out_dir.exists() and any(out_dir.iterdir()):
     raise UserError(f"{out_dir} exists and is not empty; choose a new --out directory")
   handler = ocp.CompositeCheckpointHandler(**{k: v for k, v in _item_handlers("params").items() if k != "data"})
@@ -597,12 +630,12 @@ def save_params(out_dir, cfg: Any, params: Any, tokenizer_dir=None, *, config: A
         tokenizer=FilesSave(_tokenizer_files(tokenizer_dir))), force=True)
   if jax.process_index() == 0:
     write_manifest(out_dir)
-  return out_dir
+  return paths.native(out_dir)
 
 
 def read_json_item(step_dir, item: str) -> dict:
   """The `config` (training config) or `model` (LCBMConfig) JSON item of a step or params-only directory."""
-  return json.loads((pathlib.Path(step_dir) / item / "metadata").read_text())
+  return json.loads((paths.path(step_dir) / item / "metadata").read_text())
 
 
 def release_freed_host_memory() -> None:
@@ -633,7 +666,7 @@ def restore_params(step_dir, abstract_params: Any) -> Any:
   target shardings; their shapes are checked against the checkpoint first (UserError naming the leaf).
   Initialising a large model reads parameter by parameter instead (`param_readers` + `place`).
   """
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   item = _params_item(step_dir)
   wrap = (lambda t: t) if item == "params" else (lambda t: {"params": t})
   _check_tree_matches(step_dir, item, wrap(abstract_params), partial=item == "state")
@@ -645,7 +678,7 @@ def restore_params(step_dir, abstract_params: Any) -> Any:
   return restored if item == "params" else restored["params"]
 
 
-def _params_item(step_dir: pathlib.Path) -> str:
+def _params_item(step_dir: epath.Path) -> str:
   return "params" if (step_dir / "params").is_dir() else "state"
 
 
@@ -658,7 +691,7 @@ def param_readers(step_dir, abstract_params: Any) -> dict[str, Callable[[], ts.T
   for the largest one is more than initialising a model can afford (the sharded-init memory bound).
   Leaf shapes and dtypes are checked against `abstract_params` first (UserError naming the leaf).
   """
-  step_dir = pathlib.Path(step_dir)
+  step_dir = paths.path(step_dir)
   item = _params_item(step_dir)
   prefix = () if item == "params" else ("params",)
   _check_tree_matches(step_dir, item, abstract_params if not prefix else {"params": abstract_params},
@@ -671,7 +704,7 @@ def param_readers(step_dir, abstract_params: Any) -> dict[str, Callable[[], ts.T
   if not meta.get("use_ocdbt", False):
     raise UserError(f"{step_dir / item} was not written with OCDBT; re-save it with this version of lcbm-jax")
   driver = "zarr3" if meta.get("use_zarr3") else "zarr"
-  base = f"file://{(step_dir / item).absolute()}/"
+  base = f"{step_dir / item}/" if paths.is_remote(step_dir) else f"file://{step_dir / item}/"
   context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
 
   def reader(name: str):

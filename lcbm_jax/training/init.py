@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 from typing import Any, Callable
 
 import jax
 
-from lcbm_jax import artifacts, hub
+from lcbm_jax import artifacts, hub, paths
 from lcbm_jax import checkpoint as ckpt_lib
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
@@ -56,7 +55,7 @@ class Start:
 
 
 def _own_step(workdir: str) -> int | None:
-  ckpt_dir = pathlib.Path(workdir).absolute() / ckpt_lib.CHECKPOINTS
+  ckpt_dir = paths.path(workdir) / ckpt_lib.CHECKPOINTS
   if not ckpt_dir.is_dir():
     return None
   step, _ = ckpt_lib.find_latest_good_step(ckpt_dir)
@@ -67,7 +66,7 @@ def plan(config, workdir: str) -> Start:
   """The start of a run in `workdir` under `config` (see the module doc for the order)."""
   step = _own_step(workdir)
   if step is not None:
-    step_dir = pathlib.Path(workdir).absolute() / ckpt_lib.CHECKPOINTS / str(step)
+    step_dir = paths.path(workdir) / ckpt_lib.CHECKPOINTS / str(step)
     model = ckpt_lib.read_json_item(step_dir, "model")
     try:
       saved = ckpt_lib.read_json_item(step_dir, "config")
@@ -98,15 +97,15 @@ def _shardings_dtypes(abstract):
 
 
 def _from_checkpoint(config, path: str) -> Start:
-  path = os.path.abspath(path)
+  path = str(paths.path(path))
   source = {"checkpoint": config.init.checkpoint, "path": path}
-  if hf.is_hf_dir(path):
+  if not paths.is_remote(path) and hf.is_hf_dir(path):
     cfg, files, tokenizer = hf.open_llava(path)
 
     def read(abstract):
       return ckpt_lib.place(hf.leaf_readers(cfg, files), *_shardings_dtypes(abstract))
     return Start(INIT, cfg, tokenizer, source={**source, "format": "huggingface"}, _read=read)
-  if not os.path.isdir(path):
+  if not paths.path(path).is_dir():
     raise UserError(f"init.checkpoint {path} is not a model: expected a Hugging Face LLaVA directory "
                     "(config.json + *.safetensors), a params-only import (lcbm import-hf --out), or a run's "
                     "workdir or step")

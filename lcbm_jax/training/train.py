@@ -26,7 +26,7 @@ from data_pipeline import batch as batch_lib
 from data_pipeline import pipeline, vocab
 from data_pipeline.batch import STEP_KEYS
 from lcbm_jax import checkpoint as ckpt_lib
-from lcbm_jax import sharding
+from lcbm_jax import paths, sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
 from lcbm_jax.model import lcbm, presets
@@ -166,7 +166,7 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
     raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
                     "data.tasks; give one weight per task")
   return pipeline.PipelineConfig(
-      data_dir=config.data.dir, tokenizer=tokenizer_dir,
+      data_dir=paths.local_data_dir(config.data.dir), tokenizer=tokenizer_dir,
       tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
       content_only=config.data.content_only, conversation=config.data.conversation, mixture=config.data.mixture,
       batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
@@ -181,8 +181,8 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
 class _Data:
   """The run's data: the resumable train iterator, held-out eval batches, and the tokenizer."""
 
-  def __init__(self, config, model_cfg, workdir: str, pretrained_tokenizer=None):
-    self.tokenizer_dir = _tokenizer_dir(config, model_cfg, workdir, pretrained_tokenizer)
+  def __init__(self, config, model_cfg, files_dir: str, pretrained_tokenizer=None, workdir: str | None = None):
+    self.tokenizer_dir = _tokenizer_dir(config, model_cfg, files_dir, pretrained_tokenizer, workdir or files_dir)
     base = pipeline_config(config, model_cfg, self.tokenizer_dir)
     self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
     # Held-out splits are read as they are (no by_weight resampling): the loss is the data's.
@@ -198,7 +198,7 @@ class _Data:
         yield batch
 
 
-def _tokenizer_dir(config, model_cfg, workdir: str, pretrained=None) -> str:
+def _tokenizer_dir(config, model_cfg, workdir: str, pretrained=None, remote: str | None = None) -> str:
   """The pretrained model's tokenizer, else data.tokenizer, else the run's own one (trained once on the
   train split); the first and the last are kept in the workdir, so a resume finds them there."""
   if pretrained is not None and config.data.tokenizer:
@@ -212,11 +212,15 @@ def _tokenizer_dir(config, model_cfg, workdir: str, pretrained=None) -> str:
     if jax.process_index() == 0 and not have:
       pretrained.save(out)
   elif jax.process_index() == 0 and not have:
-    vocab.train_corpus_tokenizer(pipeline.Corpus(config.data.dir, "train"), config.data.tasks,
+    vocab.train_corpus_tokenizer(pipeline.Corpus(paths.local_data_dir(config.data.dir), "train"), config.data.tasks,
                                  vocab_size=model_cfg.text.vocab_size, max_images=model_cfg.max_images,
                                  seed=config.seed, out_dir=out)
+  if remote is not None and paths.is_remote(remote) and jax.process_index() == 0:
+    paths.upload(workdir, remote)   # the other hosts read it from there
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("lcbm tokenizer")
+    if remote is not None and paths.is_remote(remote) and jax.process_index() != 0:
+      paths.mirror_dir(remote)   # fetches what process 0 wrote into this host's mirror
   return out
 
 
@@ -294,7 +298,10 @@ def train(config, workdir: str) -> dict:
 
 
 def _train(config, workdir: str) -> dict:
-  os.makedirs(workdir, exist_ok=True)
+  paths.path(workdir).mkdir(parents=True, exist_ok=True)
+  # The run's own small files (metrics, tokenizer, summary): the workdir, or for gs:// a local mirror
+  # copied up after every checkpoint (lcbm_jax/paths.py); checkpoints go straight to the workdir.
+  files_dir = paths.mirror_dir(workdir)
   is_main = jax.process_index() == 0
   say = (lambda *a: print(*a, file=sys.stderr)) if is_main else (lambda *a: None)
   num_steps = config.num_steps
@@ -317,7 +324,7 @@ def _train(config, workdir: str) -> dict:
       f"start: {start.kind} ({_describe(start)})")
 
   # Data: this process's share of every global batch, plus a held-out stream for eval.
-  data = _Data(config, model_cfg, workdir, start.tokenizer)
+  data = _Data(config, model_cfg, files_dir, start.tokenizer, workdir)
   if start.pretrained:
     hf.check_tokenizer(model_cfg, data.train.tokenizer, "data")
   else:
@@ -354,11 +361,13 @@ def _train(config, workdir: str) -> dict:
   peak = metrics_lib.peak_flops_per_device(config.log.peak_flops) * jax.device_count()
   say(f"{n_params / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trained; peak {peak / 1e9:.1f} GFLOP/s "
       f"over all devices")
-  writer = metrics_lib.MetricsWriter(workdir, run_config, config.log.wandb)
+  writer = metrics_lib.MetricsWriter(files_dir, run_config, config.log.wandb)
   num_images = config.data.batch_size * model_cfg.max_images
 
   def save(step: int) -> None:
     ckpt.save(step, state, data.train.get_state(), run_config, data.tokenizer_dir, model_cfg=model_cfg)
+    if is_main:
+      paths.upload(files_dir, workdir)
 
   def evaluate(step: int) -> dict:
     sums = None
@@ -424,7 +433,10 @@ def _train(config, workdir: str) -> dict:
     summary.update(train_loss=float(last["train/loss"]), tokens_per_s=float(last["perf/tokens_per_s"]),
                    mfu=float(last["perf/mfu"]), peak_flops=peak)
   if is_main:
-    summary["plot"] = metrics_lib.plot(writer.path, os.path.join(workdir, "metrics.png"))
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
+    summary["plot"] = metrics_lib.plot(writer.path, os.path.join(files_dir, "metrics.png"))
+    with open(os.path.join(files_dir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
+    paths.upload(files_dir, workdir)
+    if paths.is_remote(workdir):
+      summary["plot"] = f"{workdir.rstrip('/')}/metrics.png"
   return summary
