@@ -260,8 +260,12 @@ def write_manifest(step_dir) -> dict:
   return manifest
 
 
-def check_step(step_dir) -> str | None:
-  """None if the step directory is committed and every file matches its manifest; else what is wrong."""
+def check_step(step_dir, part: tuple[int, int] = (0, 1)) -> str | None:
+  """None if the step directory is committed and every file matches its manifest; else what is wrong.
+
+  part=(i, n): every file's presence and size are checked, but only every n-th file from the i-th
+  (in manifest order) is hashed: n processes share one verification (`find_latest_good_step_together`).
+  """
   step_dir = paths.path(step_dir)
   if not step_dir.is_dir():
     return f"{step_dir} is not a directory"
@@ -275,13 +279,16 @@ def check_step(step_dir) -> str | None:
     files = json.loads(manifest_path.read_text())["files"]
   except (ValueError, KeyError, TypeError) as e:
     return f"{manifest_path} is unreadable ({e})"
-  for rel, want in sorted(files.items()):
+  mine, count = part
+  for i, (rel, want) in enumerate(sorted(files.items())):
     p = step_dir / rel
     if not p.is_file():
       return f"{p} is missing (listed in {MANIFEST})"
     size = p.stat().length
     if size != want["size"]:
       return f"{p} has {size} bytes, manifest says {want['size']} (truncated or overwritten)"
+    if i % count != mine:
+      continue
     digest = _sha256(p)
     if digest != want["sha256"]:
       return f"{p} has SHA-256 {digest[:12]}..., manifest says {want['sha256'][:12]}... (corrupted)"
@@ -313,6 +320,30 @@ def find_latest_good_step(ckpt_dir) -> tuple[int | None, dict[int, str]]:
     if problem is None:
       return step, bad
     bad[step] = problem
+  return None, bad
+
+
+def find_latest_good_step_together(ckpt_dir) -> tuple[int | None, dict[int, str]]:
+  """`find_latest_good_step`, called by every process at once: each hashes its share of each
+  candidate step's files and the verdicts combine with a collective, so a resume reads every byte
+  once in all, not once per process. One process alone: `find_latest_good_step`. The problems in the
+  result are process 0's full account (re-checked there only for a step that failed)."""
+  count, me = jax.process_count(), jax.process_index()
+  if count == 1:
+    return find_latest_good_step(ckpt_dir)
+  steps = list_steps(ckpt_dir)
+  seen = multihost_utils.process_allgather(np.array([len(steps), steps[-1] if steps else -1], np.int64))
+  if not (seen == seen[0]).all():
+    raise UserError(f"the processes see different checkpoints in {ckpt_dir} (steps, newest per process: "
+                    f"{seen.tolist()}); a multi-process run needs its workdir on storage every host shares")
+  bad = {}
+  for step in reversed(steps):
+    step_dir = paths.path(ckpt_dir) / str(step)
+    problem = check_step(step_dir, part=(me, count))
+    failed = multihost_utils.process_allgather(np.int32(problem is not None))
+    if not failed.any():
+      return step, bad
+    bad[step] = (problem or check_step(step_dir)) if me == 0 else "failed verification"
   return None, bad
 
 
@@ -486,9 +517,8 @@ class CheckpointManager:
     Each newer step that fails is named in a warning and moved to `<workdir>/checkpoints_quarantine/`.
     """
     self.wait_until_finished()
-    step = None
+    step, bad = find_latest_good_step_together(self.directory)   # every process hashes its share
     if jax.process_index() == 0:
-      step, bad = find_latest_good_step(self.directory)
       for s, problem in sorted(bad.items(), reverse=True):
         dest = self._quarantine(s, problem)
         log.warning("checkpoint: skipping step %d: %s; moved to %s", s, problem, dest)

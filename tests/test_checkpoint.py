@@ -293,3 +293,22 @@ def test_typed_prng_key_round_trip(tmp_path, tokenizer_dir):
   mngr.close()
   assert data_state is None
   assert jax.random.key_data(restored["key"]).tolist() == jax.random.key_data(state["key"]).tolist()
+
+
+def test_verification_shared_by_processes_hashes_each_file_once(tmp_path, train_state, tokenizer_dir):
+  """check_step(part=(i, n)): sizes everywhere, hashes split; a flipped byte is found by exactly one
+  of n parts, a truncation by all of them."""
+  mngr = ck.CheckpointManager(tmp_path, keep_last=2)
+  mngr.save(1, train_state, {"i": 1}, {"lr": 0.1}, tokenizer_dir, model_cfg=CFG)
+  mngr.close()
+  step_dir = tmp_path / "checkpoints" / "1"
+  assert all(ck.check_step(step_dir, part=(i, 3)) is None for i in range(3))
+  files = sorted(json.loads((step_dir / ck.MANIFEST).read_text())["files"])
+  victim = step_dir / files[4]
+  data = bytearray(victim.read_bytes())
+  data[0] ^= 0xFF
+  victim.write_bytes(bytes(data))
+  found = [ck.check_step(step_dir, part=(i, 3)) for i in range(3)]
+  assert sum(f is not None for f in found) == 1 and "SHA-256" in found[4 % 3]
+  victim.write_bytes(bytes(data[:-1]))
+  assert all("bytes, manifest says" in (ck.check_step(step_dir, part=(i, 3)) or "") for i in range(3))

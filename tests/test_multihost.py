@@ -63,3 +63,16 @@ def test_two_processes_match_one(tmp_path):
     single.append(float(m["loss"]))
   np.testing.assert_allclose(multi, single, atol=1e-5, rtol=0)
   assert single[-1] < single[0]
+
+  # Resume with two processes: each hashes its share of the step's files (the verdicts combine with a
+  # collective), both restore step STEPS and train on.
+  resumed = [subprocess.Popen(
+      [sys.executable, "-m", "lcbm_jax.cli", "train", "--config", "experiments/configs/demo.py:small",
+       "--workdir", workdir, *overrides[:1], f"--config.num_steps={STEPS + 2}", *overrides[2:],
+       "--coordinator-address", f"localhost:{port + 1}", "--num-processes", "2", "--process-id", str(i)],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300)[0] for p in resumed]
+  assert [p.returncode for p in resumed] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  assert f"resumed from step {STEPS}" in outs[0]
+  rows = [r for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl"))) if "train/loss" in r]
+  assert [r["step"] for r in rows] == list(range(1, STEPS + 3))

@@ -106,7 +106,9 @@ def test_sigkill_of_the_trainer_leaves_no_process(setup, tmp_path):
     _kill_all(descendants)
 
 
-def test_killed_rank_stops_the_other_with_one_line(setup, tmp_path):
+@pytest.mark.parametrize("lost", [1, 0])   # 0 holds the coordination service: its loss aborts JAX itself
+def test_killed_rank_stops_the_other_with_one_line(setup, tmp_path, lost):
+  survivor = 1 - lost
   workdir = tmp_path / "run"
   with socket.socket() as sock:   # a free port for the coordinator
     sock.bind(("localhost", 0))
@@ -119,19 +121,19 @@ def test_killed_rank_stops_the_other_with_one_line(setup, tmp_path):
       env=setup["env"], stdout=subprocess.DEVNULL, stderr=open(errs[i], "w")) for i in range(2)]
   try:
     _wait_for(procs, lambda: _logged_steps(workdir) >= 2, "two logged steps")
-    procs[1].send_signal(signal.SIGKILL)
-    procs[1].wait()
+    procs[lost].send_signal(signal.SIGKILL)
+    procs[lost].wait()
     killed = time.monotonic()
     try:
-      rc = procs[0].wait(timeout=60)
+      rc = procs[survivor].wait(timeout=60)
     except subprocess.TimeoutExpired:
-      raise AssertionError("process 0 still runs 60 s after process 1 was killed")
+      raise AssertionError(f"process {survivor} still runs 60 s after process {lost} was killed")
     took = time.monotonic() - killed
-    err = errs[0].read_text()
+    err = errs[survivor].read_text()
     assert rc != 0
-    assert took < 30, f"process 0 exited {took:.1f} s after process 1 was killed"
+    assert took < 30, f"process {survivor} exited {took:.1f} s after process {lost} was killed"
     last = err.strip().splitlines()[-1]
-    assert last.startswith("lcbm: error: lost process 1 of 2"), err[-3000:]
+    assert last.startswith(f"lcbm: error: lost process {lost} of 2"), err[-3000:]
     assert "Traceback" not in err and "stack trace" not in err, err[-3000:]
   finally:
     for p in procs:

@@ -56,4 +56,5 @@ def main(argv: list[str] | None = None) -> int:
   if bad:
     parser.error(f"unrecognized arguments: {' '.join(bad)}")
   args.config_overrides = [u for u in unknown if u not in bad]
+  args.argv = list(argv)   # to run this command again in a child (a supervised multi-process train)
   return errors.exit_code(lambda: args.run(args))

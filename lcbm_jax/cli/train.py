@@ -10,7 +10,7 @@ import json
 import jax
 
 from lcbm_jax.training import config as config_lib
-from lcbm_jax.training import train
+from lcbm_jax.training import processes, train
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
+  if processes.needs_supervision(args.num_processes) and args.argv is not None:
+    # A lost process 0 aborts the others inside JAX's C++ runtime: a supervisor turns that into one line.
+    return processes.run_supervised(args.argv, args.process_id, args.num_processes)
   config = config_lib.load(args.config, args.config_overrides)
   train.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   summary = train.train(config, args.workdir)

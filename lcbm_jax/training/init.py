@@ -58,7 +58,7 @@ def _own_step(workdir: str) -> int | None:
   ckpt_dir = paths.path(workdir) / ckpt_lib.CHECKPOINTS
   if not ckpt_dir.is_dir():
     return None
-  step, _ = ckpt_lib.find_latest_good_step(ckpt_dir)
+  step, _ = ckpt_lib.find_latest_good_step_together(ckpt_dir)   # every process runs plan()
   return step
 
 

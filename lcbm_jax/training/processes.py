@@ -13,17 +13,24 @@ watchdog prints `lcbm: error: lost process N of M ...` and exits with code 2, ab
 `HEARTBEAT_TIMEOUT_S` after the death. `exit_if_peer_lost` holds back the runtime error the
 survivor's collective raises meanwhile (it cannot tell which rank is gone) until that verdict.
 
-Not covered: the death of process 0 itself. The coordination service lives in it, and each other
-rank's coordination client aborts the process (JAX's own C++ message, non-zero, within a second)
-as soon as the service's connection drops; jaxlib offers no callback Python can take over there
-(its `missed_heartbeat_callback` cannot pass its status to Python).
+The death of process 0 itself is different: the coordination service lives in it, and each other
+rank's coordination client aborts its process (a C++ LOG(FATAL) and a stack trace, within a second)
+as soon as the service's connection drops; jaxlib offers no callback Python can take over there (its
+`missed_heartbeat_callback` cannot pass its status to Python). So `lcbm train` in a multi-process run
+is supervised (`run_supervised`): the command runs again in a child that dies with its supervisor;
+the supervisor relays the child's stderr as it comes, holds back from the first C++ FATAL line on, and
+if the child aborted there, prints one line naming process 0 instead.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import logging
 import os
+import re
+import signal
+import subprocess
 import sys
 import threading
 
@@ -122,3 +129,75 @@ def exit_if_peer_lost():
     if _watchdog is not None and not isinstance(e, UserError) and _watchdog.lost.wait(_VERDICT_S):
       threading.Event().wait()   # the watchdog is printing its line and ending the process: no traceback
     raise
+
+
+# ---------------------------------------------------------------- supervision (a lost process 0)
+
+SUPERVISED_ENV = "LCBM_SUPERVISED"
+# The first line of a C++ LOG(FATAL) from absl/glog: "F1201 17:11:47.279415    9942 file.cc:123] ..."
+_FATAL_LINE = re.compile(rb"(?:^|\n)(F\d{4} \d\d:\d\d:\d\d\.\d+ [^\n]*)")
+_PR_SET_PDEATHSIG = 1
+
+
+def needs_supervision(num_processes: int | None) -> bool:
+  count = num_processes if num_processes is not None else int(os.environ.get("JAX_NUM_PROCESSES", "1") or 1)
+  return count > 1 and os.environ.get(SUPERVISED_ENV) != "1"
+
+
+def _die_with_supervisor() -> None:   # in the child, between fork and exec: the supervisor has no threads
+  try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  except (OSError, AttributeError):
+    pass
+
+
+def run_supervised(argv: list[str], process_id: int | None, num_processes: int | None) -> int:
+  """`lcbm ARGV` in a child process; its exit code, or 2 and one line if it died in JAX's C++ abort.
+
+  SIGTERM and SIGINT are passed on (preemption still saves and exits 0); the child is SIGKILLed by
+  the kernel if the supervisor dies, so nothing outlives either.
+  """
+  me = process_id if process_id is not None else os.environ.get("JAX_PROCESS_ID", "?")
+  count = num_processes if num_processes is not None else os.environ.get("JAX_NUM_PROCESSES", "?")
+  # Its own session: a signal sent to the supervisor's process group reaches the child once, forwarded.
+  child = subprocess.Popen([sys.executable, "-m", "lcbm_jax.cli", *argv], stderr=subprocess.PIPE,
+                           env={**os.environ, SUPERVISED_ENV: "1"}, preexec_fn=_die_with_supervisor,
+                           start_new_session=True)
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda signum, _: child.send_signal(signum))
+  held, tail, fatal = bytearray(), b"", None
+  out = sys.stderr.buffer
+  while chunk := os.read(child.stderr.fileno(), 1 << 16):
+    if fatal is not None:
+      held += chunk
+      continue
+    text = tail + chunk
+    m = _FATAL_LINE.search(text)
+    if m is None:
+      # Keep the last partial line back: a FATAL line may be split across two reads.
+      cut = text.rfind(b"\n") + 1
+      out.write(text[:cut])
+      out.flush()
+      tail = text[cut:]
+      if len(tail) > 4096 or b"\r" in tail:   # a progress bar redraws in place: let it through
+        out.write(tail)
+        out.flush()
+        tail = b""
+      continue
+    out.write(text[:m.start(1)])
+    out.flush()
+    fatal = m.group(1)
+    held += text[m.start(1):]
+  rc = child.wait()
+  if fatal is None:
+    out.write(tail)
+    out.flush()
+    return rc if rc >= 0 else 128 - rc
+  what = fatal.decode("utf-8", "replace").split("] ", 1)[-1][:200]
+  if b"coordination" in held.lower() or b"heartbeat" in held.lower() or b"distributed" in held.lower():
+    print(f"lcbm: error: lost process 0 of {count}, the coordinator (it stopped, or its host is gone): "
+          f"process {me} stops too. Rerun the same command on every host to resume from the last "
+          f"checkpoint (JAX: {what})", file=sys.stderr, flush=True)
+  else:
+    print(f"lcbm: error: process {me} aborted in JAX's runtime: {what}", file=sys.stderr, flush=True)
+  return EXIT_CODE
