@@ -334,6 +334,11 @@ def check_conversation(conversation: tuple[tuple[str, str], ...], num_media: int
     raise RecordError("image_token_mismatch", f"{placeholders} {IMAGE} placeholders for {num_media} media items")
 
 
+class ImplicitRoot(str):
+  """A media root nobody named (the folder next to the input): relative paths resolve under it, but an
+  absolute path is allowed only under a root the user named with --media-root."""
+
+
 @dataclasses.dataclass(frozen=True)
 class MediaRoots:
   """Several media roots (`lcbm data build --media-root A --media-root B`): relative paths resolve under
@@ -365,6 +370,9 @@ def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:
   """
   if media_root is None:
     return ref.path
+  if os.path.isabs(ref.path) and isinstance(media_root, ImplicitRoot):
+    raise RecordError("media_outside_root", f"{ref.path} is an absolute path: name the directory that holds it "
+                      "with --media-root (which may be repeated)")
   root = os.path.realpath(media_root)
   roots = [root] + [os.path.realpath(r) for r in getattr(media_root, "extra", ())]
   path = os.path.realpath(ref.path if os.path.isabs(ref.path) else os.path.join(root, ref.path))

@@ -168,6 +168,18 @@ def test_absolute_media_paths_need_a_root_named_for_them(tmp_path):
   from lcbm_jax import cli
   assert cli.main(["data", "build", "--source", "jsonl", "--input", str(root / "train.jsonl"), "--out",
                         str(tmp_path / "cli"), "--media-root", str(root), "--media-root", str(photos)]) == 0
+  # An absolute path is allowed only under a root the user named: not under the default one (next to
+  # --input), even when it points inside it.
+  (root / "abs").mkdir()
+  text_only = json.dumps({"record_id": "t", "content": {"title": "no media"}}) + "\n"
+  (root / "abs" / "train.jsonl").write_text(text_only + _row(3, str(root / "abs" / "a.png")))
+  shutil.copy(root / "media" / "a.png", root / "abs" / "a.png")
+  (implicit,) = commands.build_corpus("jsonl", str(root / "abs" / "train.jsonl"), str(tmp_path / "implicit"))
+  (item,) = json.loads(open(os.path.join(implicit["path"], "quarantine.json")).read())["items"]
+  assert item["record_id"] == "r3" and item["reason"] == "media_outside_root" and "--media-root" in item["detail"]
+  (named,) = commands.build_corpus("jsonl", str(root / "abs" / "train.jsonl"), str(tmp_path / "named"),
+                                   [str(root / "abs")])
+  assert named["splits"]["train"] == {"records": 2, "quarantined": 0}
 
 
 def test_text_over_the_configured_length_is_counted_at_build(tmp_path, capsys):

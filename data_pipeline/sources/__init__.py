@@ -39,7 +39,7 @@ def read(source: str, path: str, media_root: str | None = None
 def default_media_root(path: str, media_root: str | None) -> str:
   if media_root is not None:
     return media_root
-  return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+  return rec.ImplicitRoot(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
 
 
 def files_in(path: str, suffixes: tuple[str, ...]) -> list[str]:

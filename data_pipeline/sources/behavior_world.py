@@ -42,8 +42,8 @@ def entries(corpus_dir: str, media_root: str | None = None) -> list[Entry]:
   out = []
   for e in manifest["files"] + manifest.get("instructions", []):   # corpora before v3 have no instructions
     file = os.path.join(corpus_dir, e["path"])
-    root = media_root or os.path.normpath(
-        os.path.join(corpus_dir, e["media_root"]) if "media_root" in e else os.path.dirname(file))
+    root = media_root or rec.ImplicitRoot(os.path.normpath(
+        os.path.join(corpus_dir, e["media_root"]) if "media_root" in e else os.path.dirname(file)))
     out.append(Entry(e["source"], e["split"], file, root, e["count"]))
   return out
 

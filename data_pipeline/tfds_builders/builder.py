@@ -302,7 +302,7 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
                       f"test{suffixes[0]}, ...")
     if split in splits:
       raise UserError(f"two input files for split {split!r} in {input_path}")
-    root = media_root or os.path.dirname(os.path.abspath(file))
+    root = media_root or records_lib.ImplicitRoot(os.path.dirname(os.path.abspath(file)))
     splits[split] = SplitInput(lambda file=file, root=root: read(file, root), root)
   return splits
 
