@@ -5,6 +5,7 @@ a damaged step quarantined there, a data dir read from there, a workdir's own fi
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import socket
@@ -109,6 +110,12 @@ def test_checkpoints_data_and_manifests_on_gs(store):
   assert checkpoint.check_step(store_ckpts / "4") is None
   assert str(artifacts.resolve_step_dir(remote_run)) == f"{remote_run}/checkpoints/4"
   assert checkpoint.read_data_state(store_ckpts / "4") == checkpoint.read_data_state(run / "checkpoints" / "4")
+  # A manifest written on the store (one object write) equals the local one and verifies there.
+  (store_ckpts / "2" / checkpoint.MANIFEST).unlink()
+  assert "not verified" in checkpoint.check_step(store_ckpts / "2")
+  assert checkpoint.write_manifest(store_ckpts / "2")["files"] == json.loads(
+      (run / "checkpoints" / "2" / checkpoint.MANIFEST).read_text())["files"]
+  assert checkpoint.check_step(store_ckpts / "2") is None
 
   # Damage on the store: verification names it, the manager moves the step aside there.
   victim = next(p for rel, p in checkpoint._files(store_ckpts / "4") if rel.startswith("state/"))

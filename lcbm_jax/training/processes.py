@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import jax
 
@@ -52,6 +53,9 @@ _VERDICT_S = HEARTBEAT_TIMEOUT_S + 15
 # a rank that stopped alone on an error waits this long for the others, then goes.
 _EXIT_BARRIER_MS = 60 * 1000
 EXIT_CODE = 2
+# How long process 0 keeps the coordination service up after the exit barrier, for the other ranks'
+# disconnects (each takes milliseconds; a loaded host may need a second).
+_SERVICE_GRACE_S = 2.0
 
 _watchdog: "_PeerWatchdog | None" = None
 
@@ -116,6 +120,17 @@ def _exit_barrier(client) -> None:
     client.wait_at_barrier("lcbm_exit", _EXIT_BARRIER_MS)
   except Exception as e:  # noqa: BLE001  (a peer that failed never comes: exit anyway)
     log.warning("exit barrier: %s", str(e).splitlines()[0][:200])
+    return
+  # Process 0 holds the coordination service: the others disconnect first (a client that loses the
+  # service while still connected aborts its process), and process 0 gives them a moment to.
+  from jax._src import distributed
+  if distributed.global_state.process_id != 0:
+    try:
+      jax.distributed.shutdown()
+    except Exception as e:  # noqa: BLE001
+      log.warning("disconnecting from the coordination service: %s", str(e).splitlines()[0][:200])
+  else:
+    time.sleep(_SERVICE_GRACE_S)
 
 
 @contextlib.contextmanager
