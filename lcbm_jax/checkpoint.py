@@ -222,10 +222,7 @@ def _move(src, dst) -> None:
   if not paths.is_remote(src):
     os.replace(os.fspath(src), os.fspath(dst))
     return
-  for rel, p in _files(src):
-    target = dst / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(p.read_bytes())
+  paths.copy_tree(src, dst)
   _rmtree(src)
 
 

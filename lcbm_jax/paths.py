@@ -65,14 +65,14 @@ def mirror_dir(workdir: str) -> str:
   local.mkdir(parents=True, exist_ok=True)
   remote = path(workdir)
   if remote.is_dir():
-    _copy_tree(remote, epath.Path(str(local)), skip=("checkpoints", "checkpoints_quarantine"))
+    copy_tree(remote, epath.Path(str(local)), skip=("checkpoints", "checkpoints_quarantine"))
   return str(local)
 
 
 def upload(local_dir: str, workdir: str) -> None:
   """Copies a mirror's files up to its remote workdir (no-op for a local workdir)."""
   if is_remote(workdir):
-    _copy_tree(epath.Path(local_dir), path(workdir), skip=())
+    copy_tree(epath.Path(local_dir), path(workdir), skip=())
 
 
 def local_data_dir(data_dir: str) -> str:
@@ -85,17 +85,18 @@ def local_data_dir(data_dir: str) -> str:
   local = cache_root() / "data" / cache_key(data_dir)
   done = local / ".complete"
   if not done.exists():
-    _copy_tree(remote, epath.Path(str(local)), skip=())
+    copy_tree(remote, epath.Path(str(local)), skip=())
     done.write_text(data_dir + "\n")
   return str(local)
 
 
-def _copy_tree(src: epath.Path, dst: epath.Path, skip: tuple[str, ...]) -> None:
+def copy_tree(src: epath.Path, dst: epath.Path, skip: tuple[str, ...] = ()) -> None:
+  """Copies every file under `src` to `dst` (local or remote, either way), except top-level `skip` names."""
   dst.mkdir(parents=True, exist_ok=True)
   for p in src.iterdir():
     if p.name in skip:
       continue
     if p.is_dir():
-      _copy_tree(p, dst / p.name, ())
+      copy_tree(p, dst / p.name, ())
     else:
       (dst / p.name).write_bytes(p.read_bytes())

@@ -20,7 +20,7 @@ import pytest
 
 from lcbm_jax import checkpoint as ck
 from lcbm_jax.errors import UserError
-from train_helpers import built_corpus
+from train_helpers import built_corpus, subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = f"{REPO}/experiments/configs/demo.py:small"
@@ -35,10 +35,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("processes")
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-         "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-         "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-  return {"root": root, "env": env, "data": built_corpus(root)}
+  return {"root": root, "env": subprocess_env(root, devices=1), "data": built_corpus(root)}
 
 
 def _train_args(setup, workdir, *extra) -> list[str]:

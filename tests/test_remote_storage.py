@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from train_helpers import built_corpus
+from train_helpers import built_corpus, subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BUCKET = "lcbm-test"
@@ -54,11 +54,7 @@ def store(tmp_path_factory):
   saved = {k: os.environ.get(k) for k in env}
   os.environ.update(env)
   try:
-    yield {"root": root, "env": {**os.environ, "JAX_PLATFORMS": "cpu",
-                                 "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-                                 "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"),
-                                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                                 "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}}
+    yield {"root": root, "env": subprocess_env(root)}
   finally:
     for k, v in saved.items():
       if v is None:

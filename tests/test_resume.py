@@ -33,7 +33,7 @@ from data_pipeline import pipeline
 from lcbm_jax import checkpoint as ck
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import train
-from train_helpers import built_corpus
+from train_helpers import built_corpus, subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 N_STEPS = 8
@@ -48,10 +48,7 @@ DEADLINE_S = 400
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("resume")
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-         "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-  return {"root": root, "env": env, "data": built_corpus(root)}
+  return {"root": root, "env": subprocess_env(root), "data": built_corpus(root)}
 
 
 def _cmd(setup, workdir, *extra) -> list[str]:

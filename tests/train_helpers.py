@@ -47,6 +47,17 @@ def synthetic_batch(config, seed: int) -> dict:
   return batch
 
 
+def subprocess_env(root, devices: int = 8) -> dict:
+  """The environment of an `lcbm` subprocess: CPU with `devices` devices, a JAX compilation cache under
+  `root` shared by the runs of one test module, and this checkout first on the path."""
+  import os
+  import pathlib
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+          "JAX_COMPILATION_CACHE_DIR": str(root / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
 def built_corpus(root, instructions: bool = False) -> str:
   """A small generated corpus built to ArrayRecord under `root` (with its LLaVA-JSON instruction rows
   when `instructions`); returns the data dir."""
