@@ -84,8 +84,9 @@ def is_built(d: str) -> bool:
 
 
 def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 512, num_image_tokens: int = 16,
-                 max_images: int = 4, png: str | None = None) -> str:
-  """The inspect report as text (counts, samples per task, token lengths, quarantine, packing)."""
+                 max_images: int = 4, batch_size: int = 1, images_per_batch: int = 0, png: str | None = None) -> str:
+  """The inspect report as text (counts, samples per task, token lengths, quarantine, packing against
+  the two budgets: tokens per row, images per batch of `batch_size` rows)."""
   out: list[str] = []
   datasets = builder_lib.find_datasets(data_dir)
   reports, split_counts = [], collections.defaultdict(dict)
@@ -113,9 +114,10 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
 
   config = pipeline.PipelineConfig(
       data_dir=data_dir, tokenizer="", split=split, tasks=tuple((t, 1.0) for t in verbalize.TASKS),
-      seq_len=seq_len, batch_size=1, max_images=max_images, num_image_tokens=num_image_tokens)
+      seq_len=seq_len, batch_size=batch_size, max_images=max_images, num_image_tokens=num_image_tokens,
+      images_per_batch=images_per_batch)
   config.validate()
-  lengths, packer, rows, tokens = [], pipeline.Packer(seq_len, max_images, config.max_segments), 0, 0
+  lengths, packer, groups, tokens, images = [], pipeline.packer(config), 0, 0, 0
   late_quarantine: collections.Counter = collections.Counter()
   for elem in pipeline.text_only_epoch(config, corpus, tok, 0, 0):
     if elem["quarantine"]:
@@ -123,8 +125,10 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
       continue
     lengths.append(len(elem["tokens"]))
     tokens += len(elem["tokens"])
-    rows += packer.add(elem) is not None
-  rows += packer.flush() is not None
+    images += elem["n_images"]
+    groups += packer.add(elem) is not None
+  groups += packer.flush() is not None
+  rows = groups * config.rows_per_group
   out.append(f"\n== token lengths ({split}, all tasks, {num_image_tokens} ids per image, "
              f"tokenizer {'given' if tokenizer else 'trained on this corpus'})")
   out.append(_histogram(lengths))
@@ -150,6 +154,10 @@ def inspect_text(data_dir: str, *, tokenizer: str | None = None, seq_len: int = 
     out.append(f"packed: {n} samples -> {rows} rows, efficiency {tokens / (rows * seq_len):.1%} "
                f"(real tokens / slots), {n / rows:.2f} samples per row")
     out.append(f"padded (one sample per row): efficiency {tokens / (n * seq_len):.1%}")
+    budget = config.image_budget
+    if budget:
+      out.append(f"image budget: {budget} images per batch of {batch_size} rows -> {groups} batches, "
+                 f"fill {images / (groups * budget):.1%} ({images} images in {groups * budget} slots)")
   return "\n".join(out)
 
 

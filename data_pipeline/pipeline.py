@@ -20,9 +20,10 @@ main process counts it (`quarantine_counts`). A media file that fails to decode 
 a worker keeps its token slots (as padding) so packing, and thus the batch count, never depends on
 decode results.
 
-In the main process, samples are packed next-fit into rows of `seq_len` tokens (at most
-`max_images` images and `max_segments` samples per row; `pack=False` = one sample per row), rows
-are batched, and each epoch ends with a padded partial batch. With several processes, every
+In the main process, samples are packed next-fit against two budgets: tokens per row (`seq_len`, at
+most `max_segments` samples; `pack=False` = one sample per row) and images per group of rows (the
+batch's `images_per_batch` split evenly over `image_groups` blocks of consecutive rows, one block per
+data shard; `data_pipeline/batch.py`). Groups are batched, and each epoch ends with a padded partial batch. With several processes, every
 process then adds empty batches up to the largest process's count for that epoch (computed by
 re-running the text-only stages for the other shards: no communication, one text pass per epoch),
 so all processes step together.
@@ -84,7 +85,13 @@ class PipelineConfig:
   image_shortest_edge: int = 0
   image_resample: int = 3
   image_pad_to_square: bool = False
-  max_images: int = 4                             # image slots per row (and per sample)
+  max_images: int = 4                             # images per sample (verbalize keeps at most this many)
+  # The image budget: images per batch over all processes (0 = batch_size x max_images, room for every
+  # row to hold max_images), split evenly over `image_groups` groups of consecutive rows. The trainer
+  # sets image_groups to its data shards (data x fsdp x grad_accum), so each shard encodes its own;
+  # 0 = one group per process.
+  images_per_batch: int = 0
+  image_groups: int = 0
   num_image_tokens: int = 256                     # ids per <image> (the vision tower's patch count)
   pack: bool = True
   max_segments: int = 16                          # samples per packed row (sample_ids width)
@@ -108,6 +115,28 @@ class PipelineConfig:
   def segments_per_row(self) -> int:
     return self.max_segments if self.pack else 1
 
+  @property
+  def image_budget(self) -> int:
+    """Images per batch over all processes."""
+    return self.images_per_batch or self.batch_size * self.max_images
+
+  @property
+  def groups(self) -> int:
+    """Image groups per batch over all processes."""
+    return self.image_groups or self.process_count
+
+  @property
+  def local_groups(self) -> int:
+    return self.groups // self.process_count
+
+  @property
+  def images_per_group(self) -> int:
+    return self.image_budget // self.groups
+
+  @property
+  def rows_per_group(self) -> int:
+    return self.batch_size // self.groups
+
   def validate(self) -> None:
     """Raises UserError naming the bad field; call before any data is read."""
     if not self.tasks:
@@ -122,11 +151,12 @@ class PipelineConfig:
         raise UserError(f"task {name!r} weight {weight!r} must be a positive number")
     if len({n for n, _ in self.tasks}) != len(self.tasks):
       raise UserError("PipelineConfig.tasks names a task twice; merge the weights")
-    for field in ("seq_len", "batch_size", "image_size", "num_image_tokens", "max_segments", "process_count"):
+    for field in ("seq_len", "batch_size", "image_size", "num_image_tokens", "max_segments", "process_count",
+                  "groups"):
       if getattr(self, field) < 1:
         raise UserError(f"PipelineConfig.{field}={getattr(self, field)} must be >= 1")
-    if self.max_images < 0 or self.worker_count < 0:
-      raise UserError("PipelineConfig.max_images and worker_count must be >= 0")
+    if self.max_images < 0 or self.worker_count < 0 or self.images_per_batch < 0:
+      raise UserError("PipelineConfig.max_images, images_per_batch and worker_count must be >= 0")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise UserError(f"PipelineConfig.num_epochs={self.num_epochs} must be >= 1 (or None = forever)")
     if not 0 <= self.process_index < self.process_count:
@@ -134,6 +164,17 @@ class PipelineConfig:
     if self.batch_size % self.process_count:
       raise UserError(f"batch_size={self.batch_size} does not divide by process_count={self.process_count}; "
                       "use a multiple")
+    if self.batch_size % self.groups or self.groups % self.process_count:
+      raise UserError(f"image_groups={self.groups} must divide batch_size={self.batch_size} and be a "
+                      f"multiple of process_count={self.process_count}")
+    if self.image_budget % self.groups:
+      raise UserError(f"images_per_batch={self.image_budget} does not split over {self.groups} data shards; "
+                      f"use a multiple of {self.groups} (--config.data.images_per_batch)")
+    if self.images_per_group < self.max_images:
+      raise UserError(f"images_per_batch={self.image_budget} gives each of the {self.groups} data shards "
+                      f"{self.images_per_group} images, fewer than one sample may hold (max_images="
+                      f"{self.max_images}); raise data.images_per_batch to at least "
+                      f"{self.max_images * self.groups}")
     if self.mixture not in MIXTURES:
       raise UserError(f"mixture {self.mixture!r} is not one of {', '.join(MIXTURES)} (--config.data.mixture)")
     if self.max_images * self.num_image_tokens + 8 > self.seq_len:
@@ -422,54 +463,83 @@ def text_only_epoch(config: PipelineConfig, corpus: Corpus, tokenizer: TextToken
 # Packing and batch assembly (main process).
 
 class Packer:
-  """Next-fit packing: a row closes when the next sample's tokens, images or segment would not fit."""
+  """Next-fit packing against two budgets: a group of `rows` rows of `seq_len` tokens shares `images`
+  image slots. The current row closes when the next sample's tokens or segment would not fit; the
+  group closes when that happens on its last row, or when the sample's images would not fit the
+  group's budget (its remaining rows stay padding). A group is a function of the samples from its
+  first one on, which is what makes the iterator resumable from a sample index."""
 
-  def __init__(self, seq_len: int, max_images: int, max_segments: int):
-    self.seq_len, self.max_images, self.max_segments = seq_len, max_images, max_segments
-    self.row: list[dict] = []
+  def __init__(self, seq_len: int, max_segments: int, rows: int = 1, images: int = 1 << 30):
+    self.seq_len, self.max_segments, self.rows, self.images = seq_len, max_segments, rows, images
+    self.group: list[list[dict]] = []
     self._tokens = self._images = 0
 
-  def add(self, elem: dict) -> list[dict] | None:
-    """Adds a sample; returns the row it closed, if any."""
+  def add(self, elem: dict) -> list[list[dict]] | None:
+    """Adds a sample; returns the group it closed, if any."""
     n, m = len(elem["tokens"]), elem["n_images"]
     closed = None
-    if self.row and (self._tokens + n > self.seq_len or self._images + m > self.max_images
-                     or len(self.row) >= self.max_segments):
-      closed = self.flush()
-    self.row.append(elem)
+    if self.group:
+      row = self.group[-1]
+      fits_row = self._tokens + n <= self.seq_len and len(row) < self.max_segments
+      if self._images + m > self.images or (not fits_row and len(self.group) == self.rows):
+        closed = self.flush()
+      elif not fits_row:
+        self.group.append([])
+        self._tokens = 0
+    if not self.group:
+      self.group = [[]]
+    self.group[-1].append(elem)
     self._tokens += n
     self._images += m
     return closed
 
-  def flush(self) -> list[dict] | None:
-    row, self.row = self.row, []
+  def flush(self) -> list[list[dict]] | None:
+    group, self.group = self.group, []
     self._tokens = self._images = 0
-    return row or None
+    return group or None
+
+  @property
+  def first(self) -> dict | None:
+    """The group's first sample (None when empty)."""
+    return self.group[0][0] if self.group else None
 
 
-def assemble(rows: Sequence[Sequence[dict]], num_rows: int, config: PipelineConfig,
-             pad_id: int) -> dict[str, np.ndarray]:
-  """Rows of samples -> the contract §5 batch (rows beyond len(rows) are padding)."""
-  batch = batch_lib.empty_batch(num_rows, config.seq_len, config.max_images, config.image_size,
-                                config.segments_per_row, pad_id)
-  for r, row in enumerate(rows):
-    off = slot = seg = 0
-    for e in row:
-      n = len(e["tokens"])
-      if not e["quarantine"]:   # decode-quarantined samples stay padding (their slots are reserved)
-        sl = slice(off, off + n)
-        batch["input_ids"][r, sl] = e["tokens"]
-        batch["segment_ids"][r, sl] = seg + 1
-        batch["positions"][r, sl] = np.arange(n)
-        batch["targets"][r, off:off + n - 1] = e["tokens"][1:]
-        batch["loss_mask"][r, off:off + n - 1] = e["flags"][1:]
-        batch["task_ids"][r, sl] = e["task_id"]
-        batch["sample_ids"][r, seg] = e["sample_id"]
-        k = len(e["images"])
-        batch["images"][r, slot:slot + k] = e["images"]
-        slot += k
-        seg += 1
-      off += n
+def packer(config: PipelineConfig) -> Packer:
+  """The Packer of `config`'s budgets: its rows per group and images per group."""
+  return Packer(config.seq_len, config.segments_per_row, config.rows_per_group, config.images_per_group)
+
+
+def assemble(groups: Sequence[Sequence[Sequence[dict]]], config: PipelineConfig, pad_id: int,
+             image_id: int) -> dict[str, np.ndarray]:
+  """Groups of rows of samples -> this process's contract §5 batch (groups beyond len(groups) are
+  padding). The j-th `image_id` token of a sample whose images start at slot i takes feature
+  i * P + j of its group (P = num_image_tokens)."""
+  rows_per_group, p = config.rows_per_group, config.num_image_tokens
+  batch = batch_lib.empty_batch(config.local_batch_size, config.seq_len, config.local_groups,
+                                config.images_per_group, config.image_size, config.segments_per_row, pad_id)
+  for g, group in enumerate(groups):
+    slot = 0
+    for i, row in enumerate(group):
+      r, off, seg = g * rows_per_group + i, 0, 0
+      for e in row:
+        n = len(e["tokens"])
+        if not e["quarantine"]:   # decode-quarantined samples stay padding (their slots are reserved)
+          sl = slice(off, off + n)
+          tokens = np.asarray(e["tokens"])
+          batch["input_ids"][r, sl] = tokens
+          batch["segment_ids"][r, sl] = seg + 1
+          batch["positions"][r, sl] = np.arange(n)
+          batch["targets"][r, off:off + n - 1] = tokens[1:]
+          batch["loss_mask"][r, off:off + n - 1] = e["flags"][1:]
+          batch["task_ids"][r, sl] = e["task_id"]
+          batch["sample_ids"][r, seg] = e["sample_id"]
+          k = len(e["images"])
+          batch["images"][g, slot:slot + k] = e["images"]
+          is_image = tokens == image_id
+          batch["image_index"][r, sl][is_image] = slot * p + np.arange(int(is_image.sum()))
+          seg += 1
+        slot += e["n_images"]
+        off += n
   return batch
 
 
@@ -496,7 +566,8 @@ class DataIterator:
     """JSON-serialisable position: resuming from it yields exactly the batches that would follow."""
     return {"version": _STATE_VERSION, "next_k": self._pos, "epoch": self._epoch,
             "batches_in_epoch": self._batches_in_epoch, "quarantine": dict(self.quarantine_counts),
-            "tokens": self.real_tokens, "slots": self.token_slots, "batches": self.batches}
+            "tokens": self.real_tokens, "slots": self.token_slots, "batches": self.batches,
+            "images": self.images_used, "image_slots": self.image_slots}
 
   def set_state(self, state: Mapping[str, Any] | None) -> None:
     state = dict(state or {"version": _STATE_VERSION, "next_k": 0, "epoch": 0, "batches_in_epoch": 0})
@@ -510,7 +581,9 @@ class DataIterator:
     self.real_tokens = int(state.get("tokens", 0))
     self.token_slots = int(state.get("slots", 0))
     self.batches = int(state.get("batches", 0))
-    self._packer = Packer(self.config.seq_len, self.config.max_images, self.config.segments_per_row)
+    self.images_used = int(state.get("images", 0))
+    self.image_slots = int(state.get("image_slots", 0))
+    self._packer = packer(self.config)
     self._closed: list[list[dict]] = []
     self._pending: dict | None = None
     self._uncounted: list[dict] = []      # quarantined samples not yet behind an emitted batch
@@ -543,16 +616,16 @@ class DataIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    rows_per_batch = self.config.local_batch_size
+    groups_per_batch = self.config.local_groups
     while True:
-      if len(self._closed) >= rows_per_batch:
-        return self._emit(self._closed[:rows_per_batch])
+      if len(self._closed) >= groups_per_batch:
+        return self._emit(self._closed[:groups_per_batch])
       elem = self._peek()
       if elem is None or elem["epoch"] != self._epoch:
         # End of an epoch: pad the partial batch, then add empty batches up to the largest process's count.
-        row = self._packer.flush()
-        if row:
-          self._closed.append(row)
+        group = self._packer.flush()
+        if group:
+          self._closed.append(group)
         if self._closed:
           return self._emit(self._closed[:])
         if self._batches_in_epoch < self._epoch_target(self._epoch):
@@ -578,9 +651,9 @@ class DataIterator:
         self._uncounted.append(elem)
         if not elem["slot"]:
           continue
-      row = self._packer.add(elem)
-      if row:
-        self._closed.append(row)
+      group = self._packer.add(elem)
+      if group:
+        self._closed.append(group)
 
   def _peek(self) -> dict | None:
     if self._pending is None and self._next_read < self._total and not self._done:
@@ -593,11 +666,11 @@ class DataIterator:
       self._pending = elem
     return self._pending
 
-  def _emit(self, rows: list[list[dict]]) -> dict[str, np.ndarray]:
+  def _emit(self, groups: list[list[list[dict]]]) -> dict[str, np.ndarray]:
     cfg = self.config
-    del self._closed[:len(rows)]
-    batch = assemble(rows, cfg.local_batch_size, cfg, self.tokenizer.pad_id)
-    firsts = [r[0]["k"] for r in self._closed] + [e["k"] for e in self._packer.row[:1]]
+    del self._closed[:len(groups)]
+    batch = assemble(groups, cfg, self.tokenizer.pad_id, self.tokenizer.image_id)
+    firsts = [g[0][0]["k"] for g in self._closed] + ([self._packer.first["k"]] if self._packer.first else [])
     if self._pending is not None:
       firsts.append(self._pending["k"])
     self._pos = min(firsts) if firsts else self._next_read
@@ -606,6 +679,8 @@ class DataIterator:
     self.batches += 1
     self.real_tokens += int((batch["segment_ids"] > 0).sum())
     self.token_slots += batch["segment_ids"].size
+    self.images_used += batch_lib.images_used(batch, cfg.num_image_tokens)
+    self.image_slots += cfg.local_groups * cfg.images_per_group
     return batch
 
   def _count_quarantine(self, pos: int) -> None:
@@ -634,18 +709,23 @@ class DataIterator:
   def _count_batches(self, process_index: int, epoch: int) -> int:
     """Batches process `process_index` emits in `epoch`, from its text-only stages (no decoding)."""
     cfg = self.config
-    packer, rows = Packer(cfg.seq_len, cfg.max_images, cfg.segments_per_row), 0
+    pack, groups = packer(cfg), 0
     for elem in text_only_epoch(cfg, self.corpus, self.tokenizer, process_index, epoch):
       if elem["quarantine"] and not elem["slot"]:
         continue
-      rows += packer.add(elem) is not None
-    rows += packer.flush() is not None
-    return -(-rows // cfg.local_batch_size)
+      groups += pack.add(elem) is not None
+    groups += pack.flush() is not None
+    return -(-groups // cfg.local_groups)
 
   @property
   def packing_efficiency(self) -> float:
     """Real tokens / token slots over the batches emitted so far."""
     return self.real_tokens / self.token_slots if self.token_slots else 0.0
+
+  @property
+  def image_fill(self) -> float:
+    """Images encoded for a row / image slots of the budget, over the batches emitted so far."""
+    return self.images_used / self.image_slots if self.image_slots else 0.0
 
   def quarantine_totals(self) -> dict[str, int]:
     """Build-time (this split, all processes) plus read-time (this process) quarantine counts."""

@@ -52,7 +52,7 @@ def test_training_ids_are_prompt_plus_target_for_0_1_and_several_images(corpus, 
       assert tok.decode(e.target_ids).strip() == v.target.strip()
       # In a batch the loss falls on exactly the positions whose next token is a target token.
       elem.update(task_id=0, sample_id=1, images=np.zeros((n, 8, 8, 3), np.float32))
-      batch = pipeline.assemble([[elem]], 1, cfg, tok.pad_id)
+      batch = pipeline.assemble([[[elem]]], cfg, tok.pad_id, tok.image_id)
       m = len(tokens)
       np.testing.assert_array_equal(batch["targets"][0, :m - 1], tokens[1:])
       np.testing.assert_array_equal(batch["loss_mask"][0, :m - 1] == 1, np.arange(1, m) >= len(e.prompt_ids))

@@ -49,10 +49,12 @@ def test_two_processes_match_one(tmp_path):
   config = config_lib.load(os.path.join(ROOT, "experiments/configs/demo.py:small"), overrides)
   model_cfg = train.model_config(config)
   tokenizer = os.path.join(workdir, "tokenizer")
-  base = dataclasses.replace(train.pipeline_config(config, model_cfg, tokenizer), num_epochs=None, process_count=2)
+  mesh = sharding.make_mesh(data=2, devices=jax.devices()[:2])
+  base = dataclasses.replace(train.pipeline_config(config, model_cfg, tokenizer, mesh), num_epochs=None,
+                             process_count=2)
   shards = [pipeline.make_iterator(dataclasses.replace(base, process_index=i)) for i in range(2)]
   model_cfg = dataclasses.replace(model_cfg, image_token_id=shards[0].tokenizer.image_id)
-  steps = train.compile_steps(config, model_cfg, sharding.make_mesh(data=2, devices=jax.devices()[:2]))
+  steps = train.compile_steps(config, model_cfg, mesh)
   rng = jax.random.key(config.seed)
   state = steps.init(rng)
   single = []

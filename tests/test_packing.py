@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pipeline_helpers as helpers
+from data_pipeline import batch as batch_lib
 from data_pipeline import pipeline
 from data_pipeline.tokenizer import Tokenizer
 from lcbm_jax import cli
@@ -32,7 +33,7 @@ def _segments(batches):
   out = {}
   for b in batches:
     for r in range(b["input_ids"].shape[0]):
-      seg, slot = b["segment_ids"][r], 0
+      seg, slot, row_images = b["segment_ids"][r], 0, batch_lib.row_images(b, r, 16)
       for s in range(1, seg.max() + 1):
         idx = np.flatnonzero(seg == s)
         ids = b["input_ids"][r, idx]
@@ -40,7 +41,7 @@ def _segments(batches):
         out[int(b["sample_ids"][r, s - 1])] = dict(
             idx=idx, row=r, batch=b, input_ids=ids, targets=b["targets"][r, idx], loss=b["loss_mask"][r, idx],
             positions=b["positions"][r, idx], task=b["task_ids"][r, idx],
-            images=b["images"][r, slot:slot + n_img])
+            images=row_images[slot:slot + n_img])
         slot += n_img
   return out
 
@@ -100,7 +101,7 @@ def test_model_logits_of_packed_rows_equal_unpacked(packed_and_unpacked):
   params = lcbm.init_params(cfg, jax.random.PRNGKey(0))
   model = lcbm.LCBM(cfg)
   fwd = jax.jit(lambda b: model.apply({"params": params}, b["input_ids"], b["images"], b["segment_ids"],
-                                      b["positions"]))
+                                      b["positions"], image_index=b["image_index"]))
   packed, unpacked = packed_and_unpacked
   row_batch = next(b for b in packed if (b["sample_ids"][0] >= 0).sum() >= 3)   # a row holding 3+ samples
   a = _segments([row_batch])
@@ -119,13 +120,28 @@ def test_model_logits_of_packed_rows_equal_unpacked(packed_and_unpacked):
 
 
 def test_packer_limits():
-  p = pipeline.Packer(seq_len=10, max_images=2, max_segments=3)
+  p = pipeline.Packer(seq_len=10, max_segments=3, rows=1, images=2)   # a group of one row: a row's limits
   e = lambda n, m=0: {"tokens": np.zeros(n), "n_images": m}
   assert p.add(e(4)) is None and p.add(e(6)) is None                # exactly full
-  assert len(p.add(e(1))) == 2                                       # tokens overflow closes the row
-  assert p.add(e(1, 2)) is None and len(p.add(e(1, 1))) == 2         # image slots overflow
-  assert p.add(e(1)) is None and p.add(e(1)) is None and len(p.add(e(1))) == 3   # segment limit
-  assert len(p.flush()) == 1 and p.flush() is None
+  (row,) = p.add(e(1))
+  assert len(row) == 2                                               # tokens overflow closes the row
+  assert p.add(e(1, 2)) is None and [len(r) for r in p.add(e(1, 1))] == [2]   # image slots overflow
+  assert p.add(e(1)) is None and p.add(e(1)) is None and [len(r) for r in p.add(e(1))] == [3]   # segment limit
+  assert [len(r) for r in p.flush()] == [1] and p.flush() is None
+
+
+def test_packer_two_budgets_tokens_per_row_images_per_group():
+  p = pipeline.Packer(seq_len=10, max_segments=4, rows=2, images=3)
+  e = lambda n, m=0: {"tokens": np.zeros(n), "n_images": m}
+  # Tokens overflow on the group's first row opens its second row; images are counted over both.
+  assert p.add(e(6, 1)) is None and p.add(e(6, 1)) is None and len(p.group) == 2
+  # One more image fits the group's budget of 3, a second would not: the group closes with both rows.
+  assert p.add(e(2, 1)) is None
+  closed = p.add(e(1, 1))
+  assert [len(r) for r in closed] == [1, 2] and sum(x["n_images"] for r in closed for x in r) == 3
+  # Tokens overflow on the last row closes the group, text-only samples included.
+  assert p.add(e(9)) is None and p.add(e(9)) is None
+  assert [len(r) for r in p.add(e(9))] == [2, 1] and p.first["tokens"].size == 9
 
 
 def test_inspect_prints_packing_efficiency(tiny, capsys, tmp_path):

@@ -190,8 +190,8 @@ def test_make_global_shards_the_batch():
   from lcbm_jax import sharding
   mesh = sharding.make_mesh(data=4, fsdp=2)
   cfg = pipeline.PipelineConfig(data_dir="", tokenizer="", seq_len=64, batch_size=8, image_size=8, max_images=1,
-                                num_image_tokens=4)
-  batch = pipeline.assemble([], 8, cfg, pad_id=3)
+                                num_image_tokens=4, image_groups=8)   # one image group per data shard
+  batch = pipeline.assemble([], cfg, pad_id=3, image_id=4)
   g = sharding.make_global(batch, mesh)
   assert isinstance(g["input_ids"], jax.Array) and g["input_ids"].shape == (8, 64)
   assert len(g["images"].sharding.device_set) == 8

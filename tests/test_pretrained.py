@@ -179,6 +179,7 @@ def test_conversation_rows_equal_apply_chat_template_of_the_export(dirs, tmp_pat
 def test_step_zero_loss_equals_transformers_and_the_loss_falls(dirs, tmp_path):
   import torch
   from transformers import LlavaForConditionalGeneration
+  from data_pipeline import batch as batch_lib
   from data_pipeline import pipeline
   from lcbm_jax import sharding
   from lcbm_jax.training import init as init_lib
@@ -189,7 +190,7 @@ def test_step_zero_loss_equals_transformers_and_the_loss_falls(dirs, tmp_path):
   mesh = sharding.make_mesh(data=-1, fsdp=1, tensor=1)
   steps = train.compile_steps(config, cfg, mesh)
   params = start.load_params(train._with_shardings(steps.abstract_state.params, steps.state_shardings.params))
-  pc = train.pipeline_config(config, cfg, dirs["f32"])
+  pc = train.pipeline_config(config, cfg, dirs["f32"], mesh)
   batch = next(pipeline.make_iterator(pipeline.PipelineConfig(**{**pc.__dict__, "pack": False})))
   ours = jax.device_get(steps.eval_step(params, {k: batch[k] for k in train.STEP_KEYS}, jax.random.key(0)))
 
@@ -204,7 +205,7 @@ def test_step_zero_loss_equals_transformers_and_the_loss_falls(dirs, tmp_path):
     labels = np.full(ids.shape, -100)
     labels[1:] = np.where(mask[:-1] > 0, ids[1:], -100)
     n_img = int((ids == cfg.image_token_id).sum()) // cfg.num_image_tokens
-    pixels = torch.tensor(batch["images"][r][:n_img].transpose(0, 3, 1, 2)) if n_img else None
+    pixels = torch.tensor(batch_lib.row_images(batch, r, cfg.num_image_tokens).transpose(0, 3, 1, 2)) if n_img else None
     with torch.no_grad():
       out = model(input_ids=torch.tensor(ids[None]), pixel_values=pixels, labels=torch.tensor(labels[None]))
     n = int((labels != -100).sum())
@@ -233,11 +234,12 @@ def test_step_zero_loss_equals_transformers_and_the_loss_falls(dirs, tmp_path):
   keep = batch["segment_ids"][r] > 0
   ids = batch["input_ids"][r][keep]
   n_img = int((ids == cfg.image_token_id).sum()) // cfg.num_image_tokens
-  ours = lcbm.LCBM(cfg).apply({"params": tuned}, jnp.asarray(ids[None]), jnp.asarray(batch["images"][r][None]),
+  ours = lcbm.LCBM(cfg).apply({"params": tuned}, jnp.asarray(ids[None]), jnp.asarray(batch_lib.row_images(batch, r, cfg.num_image_tokens)[None]),
                               jnp.ones((1, len(ids)), jnp.int32), jnp.arange(len(ids), dtype=jnp.int32)[None])
   with torch.no_grad():
     theirs = exported(input_ids=torch.tensor(ids[None]),
-                      pixel_values=torch.tensor(batch["images"][r][:n_img].transpose(0, 3, 1, 2)) if n_img else None
+                      pixel_values=torch.tensor(batch_lib.row_images(batch, r, cfg.num_image_tokens).transpose(0, 3, 1, 2))
+                      if n_img else None
                       ).logits.float().numpy()
   np.testing.assert_allclose(np.asarray(ours)[..., :theirs.shape[-1]], theirs, atol=1e-4, rtol=1e-4)
 

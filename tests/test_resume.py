@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from data_pipeline import pipeline
+from lcbm_jax import sharding
 from lcbm_jax import checkpoint as ck
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import train
@@ -122,7 +123,8 @@ def _pipeline_config(setup, tokenizer_dir) -> pipeline.PipelineConfig:
   """The training pipeline of the runs (as `lcbm train` builds it from the config)."""
   config = config_lib.load(CONFIG, [f"--config.data.dir={setup['data']}", *OVERRIDES])
   model_cfg = train.model_config(config)
-  return dataclasses.replace(train.pipeline_config(config, model_cfg, str(tokenizer_dir)), num_epochs=None)
+  mesh = sharding.make_mesh(data=config.mesh.data, fsdp=config.mesh.fsdp, tensor=config.mesh.tensor)   # the run's
+  return dataclasses.replace(train.pipeline_config(config, model_cfg, str(tokenizer_dir), mesh), num_epochs=None)
 
 
 def _replay(base, state, n: int):

@@ -17,7 +17,7 @@ def _losses(mesh, config) -> tuple[list[float], dict]:
   state = steps.init(rng)
   losses = []
   for i in range(STEPS):
-    batch = {k: jax.device_put(v, steps.batch_sharding) for k, v in synthetic_batch(config, i).items()}
+    batch = {k: jax.device_put(v, steps.batch_sharding) for k, v in synthetic_batch(config, i, train.image_groups(config, mesh)).items()}
     state, m = steps.train_step(state, batch, rng)
     losses.append(float(m["loss"]))
   return losses, steps.state_shardings

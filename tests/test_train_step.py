@@ -20,7 +20,8 @@ def _setup(config):
   trainable = optim.trainable_mask(params, tuple(config.optim.freeze))
 
   def apply_fn(p, b, rng):
-    return model.apply({"params": p}, b["input_ids"], b["images"], b["segment_ids"], b["positions"])
+    return model.apply({"params": p}, b["input_ids"], b["images"], b["segment_ids"], b["positions"],
+                       image_index=b["image_index"])
 
   step = jax.jit(step_lib.make_train_step(apply_fn, tx, trainable, optim.make_schedule(config.optim, config.num_steps),
                                           len(config.data.tasks), config.optim.grad_accum))
@@ -92,7 +93,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny):
       state, step, _ = _setup(config)
     losses = []
     for i in range(2):
-      state, m = step(state, synthetic_batch(config, i), jax.random.key(0))
+      state, m = step(state, synthetic_batch(config, i, groups=accum), jax.random.key(0))   # a group per micro-batch
       losses.append(float(m["loss"]))
     results.append((losses, state.params))
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)

@@ -17,6 +17,7 @@ def tiny_config(**optim):
   c.data.weights = (1.0, 1.0)
   c.data.seq_len = 48
   c.data.batch_size = 8
+  c.data.images_per_batch = 8   # the budget synthetic_batch fills: one image per row
   c.optim.warmup_steps = 2
   c.optim.lr = 3e-3
   for k, v in optim.items():
@@ -24,16 +25,18 @@ def tiny_config(**optim):
   return c
 
 
-def synthetic_batch(config, seed: int) -> dict:
-  """Two packed segments per row, one image in the first, targets on each segment's second half."""
+def synthetic_batch(config, seed: int, groups: int = 1) -> dict:
+  """Two packed segments per row, one image in the first, targets on each segment's second half;
+  the images in `groups` image groups (`train.image_groups` of the mesh the step runs on)."""
   cfg = presets.get(config.model.preset)
   b, l = config.data.batch_size, config.data.seq_len
   v, n_img = cfg.vision, cfg.num_image_tokens
   rs = np.random.RandomState(seed)
-  full = batch_lib.empty_batch(b, l, cfg.max_images, v.image_size, segments=2)
+  full = batch_lib.empty_batch(b, l, groups, b // groups, v.image_size, segments=2)
   batch = {k: full[k] for k in batch_lib.STEP_KEYS}   # the step's keys (sample_ids stay on the host)
   ids = batch["input_ids"]
   ids[:] = rs.randint(4, cfg.text.vocab_size, size=(b, l))
+  ids[ids == cfg.image_token_id] = 3   # image ids only where the images go
   ids[:, 2:2 + n_img] = cfg.image_token_id
   cut, end = 2 + n_img + 8, l - 4   # segment 1 = [0, cut), segment 2 = [cut, end), then padding
   for seg, (lo, hi) in enumerate(((0, cut), (cut, end)), start=1):
@@ -43,8 +46,8 @@ def synthetic_batch(config, seed: int) -> dict:
     batch["loss_mask"][:, (lo + hi) // 2:hi - 1] = 1.0
     batch["task_ids"][:, lo:hi] = (np.arange(b)[:, None] + seg) % 2
   ids[:, end:] = 0
-  batch["images"][:, 0] = rs.randn(b, v.image_size, v.image_size, 3)
-  return batch
+  return batch_lib.put_images(batch, list(rs.randn(b, 1, v.image_size, v.image_size, 3).astype(np.float32)),
+                              cfg.image_token_id)
 
 
 def subprocess_env(root, devices: int = 8) -> dict:

@@ -41,7 +41,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--tokenizer", default=None, help="tokenizer (a tokenizer.model, or a Hugging Face directory) for the token-length histogram")
   p.add_argument("--seq-len", type=int, default=512, help="sequence length for the packing-efficiency figure")
   p.add_argument("--num-image-tokens", type=int, default=16, help="ids per <image> (the vision tower's patches)")
-  p.add_argument("--max-images", type=int, default=4, help="images per sample and per packed row")
+  p.add_argument("--max-images", type=int, default=4, help="images per sample")
+  p.add_argument("--batch-size", type=int, default=1, help="rows per batch for the image-budget figure")
+  p.add_argument("--images-per-batch", type=int, default=0,
+                 help="the image budget per batch (0 = batch size x max images)")
   p.add_argument("--png", default=None, help="also write the token-length histogram as a PNG here")
   p.set_defaults(run=_inspect)
 
@@ -70,5 +73,6 @@ def _inspect(args) -> int:
       commands.build_corpus("behavior_world", data_dir, tmp)
       data_dir = tmp
     print(commands.inspect_text(data_dir, tokenizer=args.tokenizer, seq_len=args.seq_len,
-                                num_image_tokens=args.num_image_tokens, max_images=args.max_images, png=args.png))
+                                num_image_tokens=args.num_image_tokens, max_images=args.max_images, batch_size=args.batch_size,
+                                images_per_batch=args.images_per_batch, png=args.png))
   return 0

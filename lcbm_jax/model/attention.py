@@ -10,6 +10,8 @@ heads, G = H // K query heads per kv head, d head dim, D model width.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from einops import rearrange
@@ -36,6 +38,16 @@ def dense(features: int, names: tuple[str | None, str | None], name: str, *, dty
   """A projection whose kernel carries the logical axes `names` (input, output) and its bias the output's."""
   return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
                   kernel_init=dense_init(names), bias_init=zeros_init(names[1:]))
+
+
+def over_tokens(fn, x):
+  """`fn` applied to `x` flattened to [tokens, features], the result reshaped back.
+
+  Why: XLA:CPU feeds a weight gradient's matmul a transposed copy of the activation gradient; for a
+  2-D operand that copy is a fast tiled transpose, for a [B, T, F] operand a strided loop that took
+  more time than the matmuls (the demo MLP's forward + backward: 80 ms 3-D vs 39 ms 2-D)."""
+  y = fn(x.reshape(-1, x.shape[-1]))
+  return y.reshape(x.shape[:-1] + y.shape[1:])
 
 
 def ones_init(names: tuple[str | None, ...]):
@@ -88,15 +100,23 @@ def apply_rope(x_BTHd, positions_BT, theta: float):
 
 def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
   """Grouped-query attention; query head h reads kv head h // G (HF `repeat_kv` order)."""
-  d = q_BTHd.shape[-1]
-  q_BTKGd = rearrange(q_BTHd, "b t (k g) d -> b t k g d", k=k_BSKd.shape[2])
-  scores_BKGTS = jnp.einsum("btkgd,bskd->bkgts", q_BTKGd, k_BSKd,
+  k = k_BSKd.shape[2]
+  q_BKGTd = rearrange(q_BTHd, "b t (k g) d -> b k g t d", k=k)
+  out_BKGTd = _attend(q_BKGTd, jnp.swapaxes(k_BSKd, 1, 2), jnp.swapaxes(v_BSKd, 1, 2), mask_BTS)
+  return rearrange(out_BKGTd, "b k g t d -> b t (k g) d")
+
+
+def _attend(q_BKGTd, k_BKSd, v_BKSd, mask_BTS):
+  """The softmax attention itself, head-major: the matmuls see [b, k] batch dims and contiguous
+  [t, d] / [s, d] matrices, so XLA:CPU transposes q, k, v and the output once rather than the
+  float32 score tensors in every matmul of the backward pass."""
+  d = q_BKGTd.shape[-1]
+  scores_BKGTS = jnp.einsum("bkgtd,bksd->bkgts", q_BKGTd, k_BKSd,
                             preferred_element_type=jnp.float32) * (d ** -0.5)
   if mask_BTS is not None:
     scores_BKGTS = jnp.where(mask_BTS[:, None, None, :, :], scores_BKGTS, _MASKED)
-  probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKd.dtype)
-  out_BTKGd = jnp.einsum("bkgts,bskd->btkgd", probs_BKGTS, v_BSKd)
-  return rearrange(out_BTKGd, "b t k g d -> b t (k g) d")
+  probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BKSd.dtype)
+  return jnp.einsum("bkgts,bksd->bkgtd", probs_BKGTS, v_BKSd)
 
 
 def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int):
@@ -108,10 +128,34 @@ def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int):
   t = q_BTHd.shape[1]
   if block <= 0 or t <= block or t % block:
     return dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT)
-  outs = [dot_product_attention(q_BTHd[:, lo:lo + block], k_BTKd[:, :lo + block], v_BTKd[:, :lo + block],
-                                mask_BTT[:, lo:lo + block, :lo + block])
+  q_BKGTd = rearrange(q_BTHd, "b t (k g) d -> b k g t d", k=k_BTKd.shape[2])
+  k_BKTd, v_BKTd = jnp.swapaxes(k_BTKd, 1, 2), jnp.swapaxes(v_BTKd, 1, 2)
+  outs = [_attend(q_BKGTd[:, :, :, lo:lo + block], k_BKTd[:, :, :lo + block], v_BKTd[:, :, :lo + block],
+                  mask_BTT[:, lo:lo + block, :lo + block])
           for lo in range(0, t, block)]
-  return jnp.concatenate(outs, axis=1)
+  return rearrange(jnp.concatenate(outs, axis=3), "b k g t d -> b t (k g) d")
+
+
+class HeadDense(nn.Module):
+  """`nn.DenseGeneral` over tokens with the checkpoint's kernel shape ([D, H, d] in, or [H, d, D] out)
+  computed as one 2-D matmul: x [N, *in_shape] -> [N, *out_shape]. A 3-D operand would make
+  XLA:CPU transpose the head gradients in a strided loop in the backward pass (see `over_tokens`)."""
+  in_shape: tuple[int, ...]
+  out_shape: tuple[int, ...]
+  names: tuple[str | None, ...]     # logical axes of the kernel, in_shape's then out_shape's
+  use_bias: bool
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+    kernel = self.param("kernel", dense_init(self.names), self.in_shape + self.out_shape, self.param_dtype)
+    y = jnp.dot(x.reshape(-1, n_in).astype(self.dtype), kernel.reshape(n_in, n_out).astype(self.dtype))
+    if self.use_bias:
+      bias = self.param("bias", zeros_init(self.names[len(self.in_shape):]), self.out_shape, self.param_dtype)
+      y = y + bias.reshape(n_out).astype(self.dtype)
+    return y.reshape(x.shape[:x.ndim - len(self.in_shape)] + self.out_shape)
 
 
 class Attention(nn.Module):
@@ -127,21 +171,18 @@ class Attention(nn.Module):
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
-  def _proj(self, name, heads, head_axis):
-    return nn.DenseGeneral(
-        features=(heads, self.head_dim), axis=-1, use_bias=self.use_bias, dtype=self.dtype,
-        param_dtype=self.param_dtype, name=name,
-        kernel_init=dense_init(("embed", head_axis, "head_dim")),
-        bias_init=zeros_init((head_axis, "head_dim")))
+  def _proj(self, name, d_model, heads, head_axis):
+    return HeadDense((d_model,), (heads, self.head_dim), ("embed", head_axis, "head_dim"), self.use_bias,
+                     self.dtype, self.param_dtype, name=name)
 
   @nn.compact
   def __call__(self, x_BTD, mask_BTS=None, positions_BT=None, cache=None, cache_index=None):
     """Returns (out_BTD, new_cache). `cache` = (k_BSKd, v_BSKd) slots; the T new keys go to
     slots [cache_index, cache_index + T) and the queries attend over all S slots under mask_BTS."""
     d_model = x_BTD.shape[-1]
-    q_BTHd = self._proj("q", self.num_heads, "heads")(x_BTD)
-    k_BTKd = self._proj("k", self.num_kv_heads, self.kv_axis)(x_BTD)
-    v_BTKd = self._proj("v", self.num_kv_heads, self.kv_axis)(x_BTD)
+    q_BTHd = self._proj("q", d_model, self.num_heads, "heads")(x_BTD)
+    k_BTKd = self._proj("k", d_model, self.num_kv_heads, self.kv_axis)(x_BTD)
+    v_BTKd = self._proj("v", d_model, self.num_kv_heads, self.kv_axis)(x_BTD)
     if self.rope_theta is not None:
       q_BTHd = apply_rope(q_BTHd, positions_BT, self.rope_theta)
       k_BTKd = apply_rope(k_BTKd, positions_BT, self.rope_theta)
@@ -161,9 +202,6 @@ class Attention(nn.Module):
     else:
       out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
     out_BTHd = checkpoint_name(out_BTHd, "attn_out")
-    out_BTD = nn.DenseGeneral(
-        features=d_model, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
-        param_dtype=self.param_dtype, name="o",
-        kernel_init=dense_init(("heads", "head_dim", "embed")),
-        bias_init=zeros_init(("embed",)))(out_BTHd)
+    out_BTD = HeadDense((self.num_heads, self.head_dim), (d_model,), ("heads", "head_dim", "embed"),
+                        self.use_bias, self.dtype, self.param_dtype, name="o")(out_BTHd)
     return out_BTD, new_cache

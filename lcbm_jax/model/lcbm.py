@@ -3,11 +3,17 @@
 Full forward (training, scoring):
 
   params = init_params(cfg, rng)                                  # plain dict, docs/contracts.md §6
+  logits_BLV = LCBM(cfg).apply({"params": params}, input_ids_BL, images_GIHW3, segment_ids_BL, positions_BL,
+                               image_index=image_index_BL)       # a training batch (data_pipeline/batch.py)
   logits_BLV = LCBM(cfg).apply({"params": params}, input_ids_BL, images_BMHW3, segment_ids_BL, positions_BL)
 
-`input_ids` already hold `num_image_tokens` copies of `image_token_id` per image; the k-th image token
-of a row takes feature k of that row's images flattened to [M * P, D] (`images[b, m]` is the m-th
-image in token order). `images` may be None or have M = 0 for text-only batches. Attention is causal
+`input_ids` already hold `num_image_tokens` copies of `image_token_id` per image. Images come one of
+two ways. A training batch carries an image budget: `images[g]` are the images of group g, the
+rows split into G equal blocks of consecutive rows, and `image_index[b, t]` names the feature an
+image token takes (slot * P + patch within its group; -1 elsewhere), so the tower encodes G x I
+images whatever the rows hold. Without `image_index`, `images[b, m]` is the m-th image of row b in
+token order and the k-th image token of a row takes feature k of that row's images (one group per
+row; what prediction and scoring pass). `images` may be None or hold no image for text-only batches. Attention is causal
 inside a segment (`segment_ids` 1, 2, ... per packed sample, 0 = padding that attends nothing) and
 RoPE reads `positions`; both come from the data, nothing is inferred here.
 
@@ -47,34 +53,36 @@ class LCBM(nn.Module):
     self.projector = Projector(c.projector, c.text.hidden_size, dt, pdt)
     self.llm = LLM(c.text, c.remat_policy, not c.scan, dt, pdt)
 
-  def image_features(self, images_BMHW3):
-    """float[B, M, H, W, 3] -> float[B, M * P, D] in the LLM's embedding space."""
-    b, m = images_BMHW3.shape[:2]
-    feats_NPV = self.vision(images_BMHW3.reshape((b * m,) + images_BMHW3.shape[2:]))
+  def image_features(self, images_GIHW3):
+    """float[G, I, H, W, 3] -> float[G, I * P, D] in the LLM's embedding space."""
+    g, i = images_GIHW3.shape[:2]
+    feats_NPV = self.vision(images_GIHW3.reshape((g * i,) + images_GIHW3.shape[2:]))
     feats_NPD = self.projector(attention.constrain(feats_NPV, ("batch", "length", None)))
-    feats_BND = feats_NPD.reshape(b, m * feats_NPD.shape[1], feats_NPD.shape[2])
-    return attention.constrain(feats_BND, ("batch", "length", None))
+    feats_GND = feats_NPD.reshape(g, i * feats_NPD.shape[1], feats_NPD.shape[2])
+    return attention.constrain(feats_GND, ("batch", "length", None))
 
-  def embed(self, input_ids_BT, images_BMHW3):
+  def embed(self, input_ids_BT, images, image_index_BT=None):
     x_BTD = attention.constrain(self.llm.embed(input_ids_BT), ("batch", "length", None))
-    if images_BMHW3 is None or images_BMHW3.shape[1] == 0:
+    if images is None or images.shape[0] * images.shape[1] == 0:
       return x_BTD
-    feats_BND = self.image_features(images_BMHW3).astype(x_BTD.dtype)
     is_image_BT = input_ids_BT == self.cfg.image_token_id
-    # k-th image token of a row -> feature k. A one-hot matmul rather than a gather: static shapes,
-    # exact (HIGHEST precision; one 1 per row), and it stays batch-sharded where XLA would gather
-    # a take_along_axis operand onto every device. Its cost is small next to the decoder's
-    # (0.04% for llava-1.5-7b with one image in 2048 tokens).
-    index_BT = jnp.cumsum(is_image_BT, axis=1) - 1
-    onehot_BTN = (index_BT[:, :, None] == jnp.arange(feats_BND.shape[1])) & is_image_BT[:, :, None]
-    gathered_BTD = jnp.einsum("btn,bnd->btd", onehot_BTN.astype(feats_BND.dtype), feats_BND,
-                              precision=jax.lax.Precision.HIGHEST)
-    merged_BTD = jnp.where(is_image_BT[:, :, None], gathered_BTD, x_BTD)
-    return attention.constrain(merged_BTD, ("batch", "length", None))
+    if image_index_BT is None:   # images[b, m]: row b's m-th image; its k-th image token takes feature k
+      image_index_BT = jnp.where(is_image_BT, jnp.cumsum(is_image_BT, axis=1) - 1, -1)
+    feats_GND = self.image_features(images).astype(x_BTD.dtype)
+    g, n = feats_GND.shape[:2]
+    b, t, d = x_BTD.shape
+    # Each group's rows read only their own group's features: the gather has the group as a batch
+    # dimension, so under data parallelism it stays on the shard that encoded them (no all-gather).
+    index_GR = image_index_BT.reshape(g, (b // g) * t)
+    valid_GR = is_image_BT.reshape(g, -1) & (index_GR >= 0) & (index_GR < n)
+    gathered_GRD = jnp.take_along_axis(feats_GND, jnp.clip(index_GR, 0, n - 1)[:, :, None], axis=1)
+    merged_GRD = jnp.where(valid_GR[:, :, None], gathered_GRD, x_BTD.reshape(g, -1, d))
+    return attention.constrain(merged_GRD.reshape(b, t, d), ("batch", "length", None))
 
-  def __call__(self, input_ids_BT, images_BMHW3, segment_ids_BT, positions_BT, cache=None, cache_index=None):
+  def __call__(self, input_ids_BT, images, segment_ids_BT, positions_BT, cache=None, cache_index=None,
+               image_index=None):
     """Returns logits float32[B, T, V]; with a cache, (logits, updated cache)."""
-    x_BTD = self.embed(input_ids_BT, images_BMHW3)
+    x_BTD = self.embed(input_ids_BT, images, image_index)
     t = input_ids_BT.shape[1]
     if cache is None:
       slots_T = jnp.arange(t)

@@ -61,7 +61,7 @@ class DecoderBlock(nn.Module):
         param_dtype=self.param_dtype, name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index)
     x_BTD = x_BTD + h_BTD
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="post_attention_layernorm")(x_BTD)
-    x_BTD = x_BTD + MLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD)
+    x_BTD = x_BTD + attention.over_tokens(MLP(c, self.dtype, self.param_dtype, name="mlp"), h_BTD)
     return x_BTD, new_cache
 
 
@@ -74,7 +74,9 @@ class LMHead(nn.Module):
   def __call__(self, x_BTD):
     kernel_DV = self.param("kernel", attention.dense_init(("embed", "vocab")),
                            (x_BTD.shape[-1], self.vocab_size), self.param_dtype)
-    return jnp.einsum("btd,dv->btv", x_BTD, kernel_DV.astype(self.dtype), preferred_element_type=jnp.float32)
+    return attention.over_tokens(
+        lambda x_ND: jnp.einsum("nd,dv->nv", x_ND, kernel_DV.astype(self.dtype), preferred_element_type=jnp.float32),
+        x_BTD)
 
 
 class LLM(nn.Module):
@@ -114,7 +116,8 @@ class LLM(nn.Module):
     x_BTD = self.norm(x_BTD)
     if self.cfg.tie_word_embeddings:
       emb_VD = self.embed_tokens.embedding.astype(self.dtype)
-      logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, emb_VD, preferred_element_type=jnp.float32)
+      logits_BTV = attention.over_tokens(
+          lambda x_ND: jnp.einsum("nd,vd->nv", x_ND, emb_VD, preferred_element_type=jnp.float32), x_BTD)
     else:
       logits_BTV = self.lm_head(x_BTD)
     return attention.constrain(logits_BTV, ("batch", "length", "vocab")), new_cache

@@ -22,5 +22,5 @@ class Projector(nn.Module):
     dense = lambda names, name: nn.Dense(
         self.out_features, use_bias=self.cfg.bias, dtype=self.dtype, param_dtype=self.param_dtype,
         name=name, kernel_init=attention.dense_init(names), bias_init=attention.zeros_init(names[1:]))
-    h_NPD = jax.nn.gelu(dense(("embed", "mlp"), "linear_1")(x_NPV), approximate=False)
-    return dense(("mlp", "embed"), "linear_2")(h_NPD)
+    l1, l2 = dense(("embed", "mlp"), "linear_1"), dense(("mlp", "embed"), "linear_2")
+    return attention.over_tokens(lambda x: l2(jax.nn.gelu(l1(x), approximate=False)), x_NPV)

@@ -56,7 +56,7 @@ class VisionBlock(nn.Module):
         use_bias=True, kv_axis="heads", dtype=self.dtype, param_dtype=self.param_dtype, name="attn")(h_BTD)
     x_BTD = x_BTD + h_BTD
     h_BTD = layer_norm(c.layer_norm_eps, self.dtype, self.param_dtype, "layer_norm2")(x_BTD)
-    return x_BTD + VisionMLP(c, self.dtype, self.param_dtype, name="mlp")(h_BTD), None
+    return x_BTD + attention.over_tokens(VisionMLP(c, self.dtype, self.param_dtype, name="mlp"), h_BTD), None
 
 
 class VisionTower(nn.Module):

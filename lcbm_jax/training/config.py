@@ -56,6 +56,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.mixture = "per_record"  # per_record: a task per record; by_weight: datasets resampled to the weights
   c.data.seq_len = 512
   c.data.batch_size = 8       # global, over all processes
+  # Images the vision tower encodes per batch, over all processes (0 = batch_size x the model's
+  # max_images, room for every row's maximum). A budget below that is what makes the tower's cost
+  # follow the data: rows hold what fits, and `lcbm data inspect` prints the fill.
+  c.data.images_per_batch = 0
   c.data.workers = 0          # Grain worker processes per JAX process
   c.data.content_only = False  # control arm: every task's content-only twin (behavior removed)
   c.data.conversation = "plain"  # prompt format: plain, or vicuna_v1 (LLaVA-1.5's USER:/ASSISTANT: turns)

@@ -39,18 +39,25 @@ def loss_sums(logits_BLV: jax.Array, batch: dict, num_tasks: int) -> dict:
 
 
 def _split_micro(batch: dict, accum: int) -> dict:
-  """[B, ...] -> [accum, B/accum, ...], micro-batch i = rows i, i+accum, ...
+  """[B, ...] -> [accum, B/accum, ...] by image group: micro-batch i takes groups i, i+accum, ...
+  (`images[g]` and group g's block of consecutive rows; data_pipeline/batch.py).
 
-  Interleaving keeps every device's rows spread over all micro-batches, so a batch sharded over
-  devices stays balanced in each micro-step.
+  Interleaving keeps every device's groups spread over all micro-batches, so a batch sharded over
+  devices stays balanced in each micro-step, and each micro-batch's rows still read only the images
+  of their own group.
   """
+  groups = batch["images"].shape[0]
+  if groups % accum:
+    raise ValueError(f"{groups} image groups do not split into {accum} micro-batches (train.image_groups)")
+
   def split(x):
-    return x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+    g = x.reshape(groups // accum, accum, x.shape[0] // groups, *x.shape[1:]).swapaxes(0, 1)
+    return g.reshape(accum, x.shape[0] // accum, *x.shape[1:])
   return jax.tree.map(split, batch)
 
 
 def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, trainable: Any,
-                    schedule: optax.Schedule, num_tasks: int, grad_accum: int = 1):
+                    schedule: optax.Schedule, num_tasks: int, grad_accum: int = 1, num_image_tokens: int = 1):
   """Builds the pure step. `trainable` is the bool pytree from `optim.trainable_mask`."""
 
   def loss_fn(params, micro_batch, rng):
@@ -97,6 +104,7 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, trainab
         "task_tokens": sums["task_tokens"],
         "target_tokens": sums["tokens"],
         "tokens": (batch["segment_ids"] > 0).sum(),
+        "images": (batch["image_index"] >= 0).sum() // num_image_tokens,   # read by some row (MFU)
         "grad_norm": grad_norm,
         "update_norm": optax.tree.norm(updates),
         "param_norm": optax.tree.norm(new_state.params),

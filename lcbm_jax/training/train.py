@@ -77,9 +77,25 @@ def _print_memory(compiled, name: str) -> None:
         f"code {gib(mem.generated_code_size_in_bytes)}", file=sys.stderr)
 
 
-def batch_spec(config, model_cfg) -> dict[str, jax.ShapeDtypeStruct]:
+def image_groups(config, mesh) -> int:
+  """Groups the batch's images split into: one per data shard of every micro-batch, so each shard's
+  vision tower encodes the images of its own rows."""
+  return mesh.shape["data"] * mesh.shape["fsdp"] * config.optim.grad_accum
+
+
+def image_budget(config, model_cfg) -> int:
+  """Images per batch over all processes (`data.images_per_batch`; 0 = room for every row's maximum)."""
+  return config.data.images_per_batch or config.data.batch_size * model_cfg.max_images
+
+
+def batch_spec(config, model_cfg, mesh) -> dict[str, jax.ShapeDtypeStruct]:
   """Global shapes of the batch keys the step reads (`data_pipeline.batch`, docs/contracts.md §5)."""
-  spec = batch_lib.batch_spec(config.data.batch_size, config.data.seq_len, model_cfg.max_images,
+  groups = image_groups(config, mesh)
+  budget = image_budget(config, model_cfg)
+  if budget % groups:
+    raise UserError(f"data.images_per_batch={budget} does not split over the {groups} data shards (data x fsdp x "
+                    f"optim.grad_accum); use a multiple of {groups}")
+  spec = batch_lib.batch_spec(config.data.batch_size, config.data.seq_len, groups, budget // groups,
                               model_cfg.vision.image_size, segments=1)   # sample_ids stay on the host
   return {k: jax.ShapeDtypeStruct(*spec[k]) for k in STEP_KEYS}
 
@@ -128,7 +144,7 @@ def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
   def apply_fn(params, batch, step_rng):
     del step_rng   # the model has no dropout; the key is threaded for objectives that sample
     return model.apply({"params": params}, batch["input_ids"], batch["images"], batch["segment_ids"],
-                       batch["positions"])
+                       batch["positions"], image_index=batch["image_index"])
 
   rng = jax.random.key(config.seed)
   abstract_state = jax.eval_shape(init_state, rng)
@@ -136,8 +152,9 @@ def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
   batch_sh = sharding.batch_sharding(mesh)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   abstract_batch = {k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sh)
-                    for k, x in batch_spec(config, model_cfg).items()}
-  train_step = step_lib.make_train_step(apply_fn, tx, trainable, schedule, len(tasks), config.optim.grad_accum)
+                    for k, x in batch_spec(config, model_cfg, mesh).items()}
+  train_step = step_lib.make_train_step(apply_fn, tx, trainable, schedule, len(tasks), config.optim.grad_accum,
+                                        model_cfg.num_image_tokens)
   eval_step = step_lib.make_eval_step(apply_fn, len(tasks))
   compiled_train = jax.jit(
       train_step, in_shardings=(state_sh, batch_sh, replicated), out_shardings=(state_sh, replicated),
@@ -159,9 +176,10 @@ def _scalars(prefix: str, m: dict, tasks) -> dict:
   return out
 
 
-def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineConfig:
-  """This process's share of the data `config` names, shaped for `model_cfg`: its image size, image
-  slots, tokens per image and image preprocessing (the values predict and export use)."""
+def pipeline_config(config, model_cfg, tokenizer_dir: str, mesh=None) -> pipeline.PipelineConfig:
+  """This process's share of the data `config` names, shaped for `model_cfg`: its image size, images
+  per sample, tokens per image and image preprocessing (the values predict and export use), and the
+  image budget split over `mesh`'s data shards (None: one group per process)."""
   if len(config.data.weights) != len(config.data.tasks):
     raise UserError(f"data.weights has {len(config.data.weights)} entries for {len(config.data.tasks)} "
                     "data.tasks; give one weight per task")
@@ -174,6 +192,8 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
       image_shortest_edge=model_cfg.image_shortest_edge, image_resample=model_cfg.image_resample,
       image_pad_to_square=model_cfg.image_pad_to_square,
       max_images=model_cfg.max_images, num_image_tokens=model_cfg.num_image_tokens, seed=config.seed,
+      images_per_batch=image_budget(config, model_cfg),
+      image_groups=image_groups(config, mesh) if mesh is not None else 0,
       worker_count=config.data.workers, process_index=jax.process_index(),
       process_count=jax.process_count())
 
@@ -181,9 +201,9 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str) -> pipeline.PipelineC
 class _Data:
   """The run's data: the resumable train iterator, held-out eval batches, and the tokenizer."""
 
-  def __init__(self, config, model_cfg, files_dir: str, pretrained_tokenizer=None, workdir: str | None = None):
+  def __init__(self, config, model_cfg, files_dir: str, mesh, pretrained_tokenizer=None, workdir: str | None = None):
     self.tokenizer_dir = _tokenizer_dir(config, model_cfg, files_dir, pretrained_tokenizer, workdir or files_dir)
-    base = pipeline_config(config, model_cfg, self.tokenizer_dir)
+    base = pipeline_config(config, model_cfg, self.tokenizer_dir, mesh)
     self.train = pipeline.make_iterator(dataclasses.replace(base, num_epochs=None))
     # Held-out splits are read as they are (no by_weight resampling): the loss is the data's.
     self._eval = [pipeline.make_iterator(dataclasses.replace(base, split=split, worker_count=0,
@@ -324,7 +344,7 @@ def _train(config, workdir: str) -> dict:
       f"start: {start.kind} ({_describe(start)})")
 
   # Data: this process's share of every global batch, plus a held-out stream for eval.
-  data = _Data(config, model_cfg, files_dir, start.tokenizer, workdir)
+  data = _Data(config, model_cfg, files_dir, mesh, start.tokenizer, workdir)
   if start.pretrained:
     hf.check_tokenizer(model_cfg, data.train.tokenizer, "data")
   else:
@@ -362,7 +382,6 @@ def _train(config, workdir: str) -> dict:
   say(f"{n_params / 1e6:.2f}M parameters, {n_train / 1e6:.2f}M trained; peak {peak / 1e9:.1f} GFLOP/s "
       f"over all devices")
   writer = metrics_lib.MetricsWriter(files_dir, run_config, config.log.wandb)
-  num_images = config.data.batch_size * model_cfg.max_images
 
   def save(step: int) -> None:
     ckpt.save(step, state, data.train.get_state(), run_config, data.tokenizer_dir, model_cfg=model_cfg)
@@ -383,7 +402,8 @@ def _train(config, workdir: str) -> dict:
   bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="train", disable=not is_main, file=sys.stderr,
                   dynamic_ncols=True)
   last_eval, last = None, None
-  window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
+  window_start, window_tokens, window_flops, window_images, window_steps = time.perf_counter(), 0, 0.0, 0, 0
+  budget = image_budget(config, model_cfg)
   step = start_step
   try:
     while step < num_steps:
@@ -393,19 +413,23 @@ def _train(config, workdir: str) -> dict:
       bar.update(1)
       check_finite(m, config.max_nonfinite_in_row, step)
       window_tokens += int(m["tokens"])
+      window_steps += 1
+      window_images += int(m["images"])
       window_flops += metrics_lib.flops_per_step(abstract_params, trainable, int(m["tokens"]),
-                                                 config.data.seq_len, num_images)
+                                                 config.data.seq_len, int(m["images"]))
       if step % config.log.every_steps == 0 or step == num_steps:
         elapsed = time.perf_counter() - window_start
+        # MFU counts the images rows read, not the budget's empty slots the tower also encodes.
         perf = {"perf/tokens_per_s": window_tokens / elapsed, "perf/mfu": window_flops / elapsed / peak,
-                "perf/flops_per_s": window_flops / elapsed}
+                "perf/flops_per_s": window_flops / elapsed,
+                "perf/image_fill": window_images / max(budget * window_steps, 1)}
         last = {**_scalars("train", m, tasks), "train/grad_norm": m["grad_norm"],
                 "train/update_norm": m["update_norm"], "train/param_norm": m["param_norm"],
                 "train/lr": m["lr"], "train/nonfinite_total": m["nonfinite_total"], **perf}
         writer.write(step, last)
         bar.set_postfix(loss=f"{m['loss']:.3f}", tok_s=f"{perf['perf/tokens_per_s']:.0f}",
-                        mfu=f"{100 * perf['perf/mfu']:.1f}%")
-        window_start, window_tokens, window_flops = time.perf_counter(), 0, 0.0
+                        mfu=f"{100 * perf['perf/mfu']:.1f}%", img_fill=f"{100 * perf['perf/image_fill']:.0f}%")
+        window_start, window_tokens, window_flops, window_images, window_steps = time.perf_counter(), 0, 0.0, 0, 0
       if config.eval.every_steps and step % config.eval.every_steps == 0 and step < num_steps:
         last_eval = evaluate(step)
         bar.write(f"step {step}: eval loss {last_eval['loss']:.4f}", file=sys.stderr)
