@@ -104,6 +104,26 @@ class LLM(nn.Module):
     if not c.tie_word_embeddings:
       self.lm_head = LMHead(c.vocab_size, self.dtype, self.param_dtype)
 
+  def _unrolled(self, x_BTD, cache, mask_BTS, positions_BT, cache_index):
+    """The scanned layers as a Python loop over slices of the same stacked parameters. A scan stacks
+    every layer's saved activations into [L, ...] buffers (zero-filled, written and read back by
+    dynamic slices); unrolled, each layer keeps its own: on a 2-core CPU that traffic was a fifth
+    of the bench step. Compiles take longer in proportion to depth, so big presets keep the scan."""
+    c = self.cfg
+    block = DecoderBlock(c, self.dtype, self.param_dtype, parent=None)   # unbound: applied to each slice
+    body = lambda p, x, layer_cache: block.apply({"params": p}, x, layer_cache, mask_BTS, positions_BT, cache_index)
+    if self.remat_policy != "none":
+      body = jax.checkpoint(body, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
+    stacked = self.variables["params"]["layers"]
+    new_k, new_v = [], []
+    for i in range(c.num_hidden_layers):
+      layer_cache = None if cache is None else (cache[0][i], cache[1][i])
+      x_BTD, out = body(jax.tree.map(lambda w: w[i], stacked), x_BTD, layer_cache)
+      if out is not None:
+        new_k.append(out[0])
+        new_v.append(out[1])
+    return x_BTD, ((jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None)
+
   def embed(self, input_ids_BT):
     # Gather the fsdp shards of the table first (what FSDP does for every weight); a lookup into
     # a table sharded on both axes makes XLA replicate the result and re-split it.
@@ -112,7 +132,10 @@ class LLM(nn.Module):
 
   def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None):
     """cache: (k, v) each [L, B, S, K, d] or None. Returns (logits float32[B, T, V], new cache)."""
-    x_BTD, new_cache = self.layers(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
+    if self.scan_unrolled and not self.is_initializing():
+      x_BTD, new_cache = self._unrolled(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
+    else:
+      x_BTD, new_cache = self.layers(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
     x_BTD = self.norm(x_BTD)
     if self.cfg.tie_word_embeddings:
       emb_VD = self.embed_tokens.embedding.astype(self.dtype)

@@ -254,7 +254,8 @@ _PRESETS: dict[str, LCBMConfig] = {
         projector=ProjectorConfig(),
         text=TextConfig(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096),
-        image_token_id=4, max_images=8),
+        # Unrolled layers: 1.2x on a 2-core CPU (no stacked activation buffers; llm.LLM._unrolled).
+        image_token_id=4, max_images=8, scan=False),
     # Same shapes as llava-hf/llava-1.5-7b-hf (CLIP ViT-L/14-336 + Vicuna-7B v1.5).
     "llava-1.5-7b": LCBMConfig(
         vision=_CLIP_L14_336,

@@ -59,6 +59,24 @@ class VisionBlock(nn.Module):
     return x_BTD + attention.over_tokens(VisionMLP(c, self.dtype, self.param_dtype, name="mlp"), h_BTD), None
 
 
+class PatchEmbed(nn.Module):
+  """CLIP's patch embedding: a p x p convolution with stride p and no bias (kernel [p, p, 3, D], HWIO,
+  as `nn.Conv` stores it), computed as patches x kernel: one matmul whose backward is a matmul too;
+  XLA:CPU ran the convolution's weight gradient as a dilated convolution at a tenth of matmul speed."""
+  patch_size: int
+  features: int
+  dtype: jnp.dtype
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, images_NHW3):
+    p, d = self.patch_size, self.features
+    kernel = self.param("kernel", attention.dense_init((None, None, None, "embed")), (p, p, 3, d), self.param_dtype)
+    # Row-major patches (as HF flattens the conv output), each flattened in the kernel's (row, col, channel) order.
+    patches = rearrange(images_NHW3.astype(self.dtype), "n (h i) (w j) c -> n (h w) (i j c)", i=p, j=p)
+    return attention.over_tokens(lambda x: x @ kernel.reshape(p * p * 3, d).astype(self.dtype), patches)
+
+
 class VisionTower(nn.Module):
   """images float[N, H, W, 3] (CLIP-normalised) -> features float[N, P, Dv] (class token dropped)."""
   cfg: VisionConfig
@@ -72,12 +90,8 @@ class VisionTower(nn.Module):
   def __call__(self, images_NHW3):
     c = self.cfg
     p = c.patch_size
-    patches_NhwD = nn.Conv(
-        c.hidden_size, (p, p), strides=(p, p), padding="VALID", use_bias=False, dtype=self.dtype,
-        param_dtype=self.param_dtype, name="patch_embed",
-        kernel_init=attention.dense_init((None, None, None, "embed")))(images_NHW3.astype(self.dtype))
-    n = patches_NhwD.shape[0]
-    patches_NPD = rearrange(patches_NhwD, "n h w d -> n (h w) d")   # row-major patches, as HF flattens
+    patches_NPD = PatchEmbed(p, c.hidden_size, self.dtype, self.param_dtype, name="patch_embed")(images_NHW3)
+    n = patches_NPD.shape[0]
     cls_D = self.param("class_embedding", attention.dense_init(("embed",)), (c.hidden_size,), self.param_dtype)
     pos_TD = self.param("position_embedding", attention.dense_init((None, "embed")),
                         (c.num_patches + 1, c.hidden_size), self.param_dtype)
@@ -89,20 +103,23 @@ class VisionTower(nn.Module):
 
     n_layers, k = c.num_hidden_layers, self.feature_index
     policy = None if self.remat_policy == "none" else attention.remat_policy(self.remat_policy)
-    unroll = max(k, 1) if self.scan_unrolled else 1
-    if self.is_initializing() or k == n_layers:
+    if self.is_initializing():
       block = VisionBlock if policy is None else nn.remat(VisionBlock, policy=policy, prevent_cse=False)
       layers = nn.scan(
           block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_layers,
-          unroll=n_layers if self.scan_unrolled else 1, metadata_params={nn.PARTITION_NAME: "layers"})(
-              c, self.dtype, self.param_dtype, name="layers")
+          metadata_params={nn.PARTITION_NAME: "layers"})(c, self.dtype, self.param_dtype, name="layers")
       x_NTD, _ = layers(x_NTD, None)
     else:
-      # LLaVA reads hidden_states[k] (k < L): scan only the first k layers' slice of the stacked
-      # weights, so later layers (kept for export) cost no compute and get zero gradients.
+      # LLaVA reads hidden_states[k] (k < L, usually L - 1): run only the first k layers' slice of the
+      # stacked weights, so later layers (kept for export) cost no compute and get zero gradients.
+      # Unrolled (scan=False), a Python loop: no stacked activation buffers (see llm.LLM._unrolled).
       first_k = jax.tree.map(lambda w: w[:k], self.variables["params"]["layers"])
       body = lambda x, p: VisionBlock(c, self.dtype, self.param_dtype).apply({"params": p}, x, None)
       if policy is not None:
         body = jax.checkpoint(body, policy=policy, prevent_cse=False)
-      x_NTD, _ = jax.lax.scan(body, x_NTD, first_k, unroll=unroll)
+      if self.scan_unrolled:
+        for i in range(k):
+          x_NTD, _ = body(x_NTD, jax.tree.map(lambda w: w[i], first_k))
+      else:
+        x_NTD, _ = jax.lax.scan(body, x_NTD, first_k)
     return x_NTD[:, 1:]
