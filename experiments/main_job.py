@@ -4,7 +4,8 @@ against baselines, export it to Hugging Face, and say where everything is.
   make demo            # = pip install -e . && python experiments/main_job.py --workdir runs/demo
   python experiments/main_job.py --workdir runs/demo2 --config.num_steps=800   # demo.py overrides
 
-Budget on a 2-core CPU: data < 0.5 min, training ~9 min, eval < 1 min, export < 0.5 min (9m41s measured). Re-running
+Budget on a 2-core CPU: data < 0.5 min, training 7-12 min, eval ~1 min, export < 0.5 min (13.5 min measured on
+the slower box). Re-running
 with the same workdir reuses the data and resumes (or skips) training from the last checkpoint.
 """
 from __future__ import annotations

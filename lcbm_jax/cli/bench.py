@@ -53,7 +53,7 @@ def _data(args) -> int:
 def _train(args) -> int:
   """One run per --attention-block value (0 = full attention), printed with its speed-up over the first."""
   if args.compare_torch:
-    from lcbm_jax.training import bench_torch
+    from lcbm_jax.training import bench_torch   # here: it needs torch, which only --compare-torch uses
     if args.dtype != "float32":
       raise UserError("--compare-torch compares float32 steps (the CPU's dtype); drop --dtype")
     for frozen in (False, True):

@@ -30,7 +30,7 @@ LOSS_TOLERANCE = 1e-4
 
 
 def _torch():
-  try:
+  try:   # optional (the test extra): only --compare-torch needs them
     import torch
     import transformers
   except ImportError as e:

@@ -17,8 +17,11 @@ import gzip
 import json
 import re
 import tempfile
+import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 COMPONENTS = ("vision", "projector", "splice", "attention", "mlp", "norms+residual", "logits+loss", "optimizer",
               "other")
@@ -118,9 +121,6 @@ def matmul_shapes(cfg, rows: int, seq_len: int, images: int) -> dict[str, tuple[
 
 def matmul_flops_per_s(m: int, k: int, n: int, dtype="float32", reps: int = 5) -> float:
   """Achieved FLOP/s of one [m, k] x [k, n] matmul on the default device (the median of `reps`)."""
-  import time
-  import numpy as np
-  import jax.numpy as jnp
   a, b = jnp.ones((m, k), dtype), jnp.ones((k, n), dtype)
   f = jax.jit(lambda x, y: x @ y)
   jax.block_until_ready(f(a, b))

@@ -128,8 +128,11 @@ def state_init(config, model_cfg):
   return tx, init_state
 
 
-def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
-  """Abstract shapes -> shardings -> jit with explicit in/out shardings -> lower -> compile."""
+def compile_steps(config, model_cfg, mesh, *, compile: bool = True) -> CompiledSteps:
+  """Abstract shapes -> shardings -> jit with explicit in/out shardings -> lower -> compile.
+
+  compile=False leaves `train_step` lowered, not compiled (`jax.stages.Lowered`): its
+  `cost_analysis()` counts the step's FLOPs in about a second, without XLA's optimisation passes."""
   tasks = tuple(config.data.tasks)
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   if config.data.batch_size % (dp * config.optim.grad_accum):
@@ -158,7 +161,9 @@ def compile_steps(config, model_cfg, mesh) -> CompiledSteps:
   eval_step = step_lib.make_eval_step(apply_fn, len(tasks))
   compiled_train = jax.jit(
       train_step, in_shardings=(state_sh, batch_sh, replicated), out_shardings=(state_sh, replicated),
-      donate_argnums=0).lower(_with_shardings(abstract_state, state_sh), abstract_batch, rng).compile()
+      donate_argnums=0).lower(_with_shardings(abstract_state, state_sh), abstract_batch, rng)
+  if compile:
+    compiled_train = compiled_train.compile()
   # The eval step compiles at its first use: runs and tests that never evaluate skip that compile.
   jitted_eval = jax.jit(eval_step, in_shardings=(state_sh.params, batch_sh, replicated), out_shardings=replicated)
   create = jax.jit(lambda params: TrainState.create(params, tx.init(params)), in_shardings=(state_sh.params,),
