@@ -71,10 +71,6 @@ def row_images(batch: dict[str, np.ndarray], row: int, num_image_tokens: int) ->
   return batch["images"][group, slots]
 
 
-def images_used(batch: dict[str, np.ndarray], num_image_tokens: int) -> int:
-  """Image slots of the budget that hold an image some row reads."""
-  return int((batch["image_index"] >= 0).sum()) // num_image_tokens
-
 
 def put_images(batch: dict[str, np.ndarray], per_row, image_token_id: int) -> dict[str, np.ndarray]:
   """Fills `images` and `image_index` of a batch whose `input_ids` are set: `per_row[r]` (float32[k, S,

@@ -566,8 +566,7 @@ class DataIterator:
     """JSON-serialisable position: resuming from it yields exactly the batches that would follow."""
     return {"version": _STATE_VERSION, "next_k": self._pos, "epoch": self._epoch,
             "batches_in_epoch": self._batches_in_epoch, "quarantine": dict(self.quarantine_counts),
-            "tokens": self.real_tokens, "slots": self.token_slots, "batches": self.batches,
-            "images": self.images_used, "image_slots": self.image_slots}
+            "tokens": self.real_tokens, "slots": self.token_slots, "batches": self.batches}
 
   def set_state(self, state: Mapping[str, Any] | None) -> None:
     state = dict(state or {"version": _STATE_VERSION, "next_k": 0, "epoch": 0, "batches_in_epoch": 0})
@@ -581,8 +580,6 @@ class DataIterator:
     self.real_tokens = int(state.get("tokens", 0))
     self.token_slots = int(state.get("slots", 0))
     self.batches = int(state.get("batches", 0))
-    self.images_used = int(state.get("images", 0))
-    self.image_slots = int(state.get("image_slots", 0))
     self._packer = packer(self.config)
     self._closed: list[list[dict]] = []
     self._pending: dict | None = None
@@ -679,8 +676,6 @@ class DataIterator:
     self.batches += 1
     self.real_tokens += int((batch["segment_ids"] > 0).sum())
     self.token_slots += batch["segment_ids"].size
-    self.images_used += batch_lib.images_used(batch, cfg.num_image_tokens)
-    self.image_slots += cfg.local_groups * cfg.images_per_group
     return batch
 
   def _count_quarantine(self, pos: int) -> None:
@@ -721,11 +716,6 @@ class DataIterator:
   def packing_efficiency(self) -> float:
     """Real tokens / token slots over the batches emitted so far."""
     return self.real_tokens / self.token_slots if self.token_slots else 0.0
-
-  @property
-  def image_fill(self) -> float:
-    """Images encoded for a row / image slots of the budget, over the batches emitted so far."""
-    return self.images_used / self.image_slots if self.image_slots else 0.0
 
   def quarantine_totals(self) -> dict[str, int]:
     """Build-time (this split, all processes) plus read-time (this process) quarantine counts."""

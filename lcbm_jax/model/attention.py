@@ -100,9 +100,16 @@ def apply_rope(x_BTHd, positions_BT, theta: float):
 
 def dot_product_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS=None):
   """Grouped-query attention; query head h reads kv head h // G (HF `repeat_kv` order)."""
-  k = k_BSKd.shape[2]
-  q_BKGTd = rearrange(q_BTHd, "b t (k g) d -> b k g t d", k=k)
-  out_BKGTd = _attend(q_BKGTd, jnp.swapaxes(k_BSKd, 1, 2), jnp.swapaxes(v_BSKd, 1, 2), mask_BTS)
+  return _token_major(_attend(*_head_major(q_BTHd, k_BSKd, v_BSKd), mask_BTS))
+
+
+def _head_major(q_BTHd, k_BSKd, v_BSKd):
+  """q [B, T, H, d] -> [B, K, G, T, d]; k, v [B, S, K, d] -> [B, K, S, d]."""
+  q_BKGTd = rearrange(q_BTHd, "b t (k g) d -> b k g t d", k=k_BSKd.shape[2])
+  return q_BKGTd, jnp.swapaxes(k_BSKd, 1, 2), jnp.swapaxes(v_BSKd, 1, 2)
+
+
+def _token_major(out_BKGTd):
   return rearrange(out_BKGTd, "b k g t d -> b t (k g) d")
 
 
@@ -128,12 +135,11 @@ def causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT, block: int):
   t = q_BTHd.shape[1]
   if block <= 0 or t <= block or t % block:
     return dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTT)
-  q_BKGTd = rearrange(q_BTHd, "b t (k g) d -> b k g t d", k=k_BTKd.shape[2])
-  k_BKTd, v_BKTd = jnp.swapaxes(k_BTKd, 1, 2), jnp.swapaxes(v_BTKd, 1, 2)
+  q_BKGTd, k_BKTd, v_BKTd = _head_major(q_BTHd, k_BTKd, v_BTKd)
   outs = [_attend(q_BKGTd[:, :, :, lo:lo + block], k_BKTd[:, :, :lo + block], v_BKTd[:, :, :lo + block],
                   mask_BTT[:, lo:lo + block, :lo + block])
           for lo in range(0, t, block)]
-  return rearrange(jnp.concatenate(outs, axis=3), "b k g t d -> b t (k g) d")
+  return _token_major(jnp.concatenate(outs, axis=3))
 
 
 class HeadDense(nn.Module):

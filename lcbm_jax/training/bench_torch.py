@@ -49,7 +49,7 @@ def _config(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool
   return c
 
 
-def _torch_batch(torch, batch: dict, cfg) -> dict:
+def _torch_batch(torch, batch: dict) -> dict:
   """Our batch (one segment per row, one image each) as LlavaForConditionalGeneration's arguments;
   HF shifts labels itself, so label t is the token our target t - 1 names."""
   ids = batch["input_ids"]
@@ -84,7 +84,7 @@ def compare(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool
   model.train()
   if frozen:
     model.model.vision_tower.requires_grad_(False)
-  tb = _torch_batch(torch, batch, model_cfg)
+  tb = _torch_batch(torch, batch)
   with torch.no_grad():
     theirs_loss = float(model(**tb).loss)
   if abs(ours_loss - theirs_loss) > LOSS_TOLERANCE:
