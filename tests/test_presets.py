@@ -19,6 +19,11 @@ _HF_TEXT = {
     "llava-1.5-13b": dict(vocab_size=32064, hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
                           num_attention_heads=40, num_key_value_heads=40, rms_norm_eps=1e-5,
                           max_position_embeddings=4096, tie_word_embeddings=False),
+    # TinyLlama/TinyLlama-1.1B-Chat-v1.0's published config, with the vocabulary hf.ClipLlama gives it:
+    # 32,000 + <image> + <pad>, rounded up to a multiple of 64.
+    "clip336-tinyllama-1.1b": dict(vocab_size=32064, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                                   num_attention_heads=32, num_key_value_heads=4, rms_norm_eps=1e-5,
+                                   max_position_embeddings=2048, tie_word_embeddings=False),
 }
 
 
@@ -30,7 +35,8 @@ def _transformers_count(name: str) -> int:
   return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name,expected", [("llava-1.5-7b", 7_063_427_072), ("llava-1.5-13b", 13_351_494_656)])
+@pytest.mark.parametrize("name,expected", [("llava-1.5-7b", 7_063_427_072), ("llava-1.5-13b", 13_351_494_656),
+                                           ("clip336-tinyllama-1.1b", 1_410_113_536)])
 def test_llava_param_counts_equal_transformers(name, expected):
   ours = lcbm.param_count(presets.get(name))   # jax.eval_shape: nothing is allocated
   assert ours == expected
@@ -88,7 +94,7 @@ def test_contract_layout_tiny():
 
 
 def test_names_and_roundtrip():
-  assert presets.names() == ("tiny", "demo", "bench", "llava-1.5-7b", "llava-1.5-13b")
+  assert presets.names() == ("tiny", "demo", "bench", "clip336-tinyllama-1.1b", "llava-1.5-7b", "llava-1.5-13b")
   for name in presets.names():
     cfg = presets.get(name)
     assert presets.LCBMConfig.from_dict(cfg.to_dict()) == cfg

@@ -1,19 +1,23 @@
-"""`lcbm bench data | train`: input-pipeline samples/s and training tokens/s, ratios measured side by side.
+"""`lcbm bench data | train | memory`: input-pipeline samples/s, training tokens/s (ratios measured side
+by side) and the per-device memory of real-size steps on named targets.
 
   lcbm bench data [--data DIR] --workers 0 2 --batches 20     # data_pipeline/bench.py
   lcbm bench train --preset demo --attention-block 0 128      # lcbm_jax/training/bench.py
   lcbm bench train --compare-torch                            # against transformers' LLaVA (bench_torch.py)
   lcbm bench train --profile                                  # where the step's time goes (profile.py)
+  lcbm bench memory                                           # 7B/13B per device, compiled ahead of time (memory.py)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from data_pipeline import bench as data_bench
 from lcbm_jax.errors import UserError
 from lcbm_jax.model import presets
 from lcbm_jax.training import bench as train_bench
+from lcbm_jax.training import memory
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -40,6 +44,15 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--profile", action="store_true",
                  help="also trace the step and print the time, FLOPs and achieved GFLOP/s of each component")
   p.set_defaults(run=_train)
+  p = bsub.add_parser("memory", help="per-device memory of a real-size training step on a named target, compiled "
+                                     "ahead of time (TPU: libtpu's compiler; GPU: an estimate on CPU devices)")
+  p.add_argument("--preset", default=None, help="model preset (default: the three reports the recipes launch)")
+  p.add_argument("--target", default=None, choices=sorted(memory.TARGETS))
+  p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step of 128 rows")
+  p.add_argument("--seq-len", type=int, default=2048)
+  p.add_argument("--remat", nargs="*", default=["full", "none"], choices=presets.REMAT_POLICIES)
+  p.add_argument("--json", default=None, help="also write the reports to this JSON file")
+  p.set_defaults(run=_memory)
 
 
 def _data(args) -> int:
@@ -71,4 +84,26 @@ def _train(args) -> int:
           f"of {r['peak_gflops']:.1f} peak = MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
     if args.profile:
       print(r["profile"])
+  return 0
+
+
+def _memory(args) -> int:
+  """Each (preset, target) report at every --remat policy, one table; a line per compile as it finishes."""
+  if (args.preset is None) != (args.target is None):
+    raise UserError("give --preset and --target together, or neither (the recipes' three reports)")
+  runs = [(args.preset, args.target, args.grad_accum)] if args.preset else memory.DEFAULT_REPORTS
+  if args.preset:
+    presets.get(args.preset)   # an unknown name fails before any compile
+  reports = []
+  for preset, target, accum in runs:
+    for remat in args.remat:
+      print(f"compiling {preset} for {target} (remat {remat}) ...", file=sys.stderr, flush=True)
+      reports.append(memory.measure(preset, target, accum, remat, seq_len=args.seq_len))
+      r = reports[-1]
+      print(f"  peak {r['peak_bytes'] / memory.GIB:.1f} GiB per device of {r['hbm_gib']:.0f} "
+            f"({r['compile_s']:.0f} s)", file=sys.stderr, flush=True)
+  print(memory.format_table(reports))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(reports, f, indent=1)
   return 0

@@ -5,7 +5,7 @@ so the interop code in `export/hf.py` maps them one to one.
 
   cfg = presets.get("tiny")                       # LCBMConfig
   cfg = dataclasses.replace(cfg, remat_policy="full")
-  presets.names()                                 # ("tiny", "demo", "bench", "llava-1.5-7b", "llava-1.5-13b")
+  presets.names()      # ("tiny", "demo", "bench", "clip336-tinyllama-1.1b", "llava-1.5-7b", "llava-1.5-13b")
 
 Configs round-trip through plain dicts (`cfg.to_dict()`, `LCBMConfig.from_dict(d)`) so checkpoints
 can store them as JSON.
@@ -256,6 +256,17 @@ _PRESETS: dict[str, LCBMConfig] = {
                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096),
         # Unrolled layers: 1.2x on a 2-core CPU (no stacked activation buffers; llm.LLM._unrolled).
         image_token_id=4, max_images=8, scan=False),
+    # ~1.4B: the shapes `init.vision_dir=openai/clip-vit-large-patch14-336` +
+    # `init.llm_dir=TinyLlama/TinyLlama-1.1B-Chat-v1.0` import to (hf.ClipLlama: Llama's 32,000 tokens plus
+    # <image> (id 32000) and <pad>, the embedding rounded up to a multiple of 64). TinyLlama has no RoPE
+    # scaling, which import refuses. The real-size model that fits one accelerator for MFU figures.
+    "clip336-tinyllama-1.1b": LCBMConfig(
+        vision=_CLIP_L14_336,
+        projector=ProjectorConfig(),
+        text=TextConfig(vocab_size=32064, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                        num_attention_heads=32, num_key_value_heads=4, rms_norm_eps=1e-5,
+                        max_position_embeddings=2048),
+        image_token_id=32000, max_images=1, param_dtype="bfloat16", compute_dtype="bfloat16"),
     # Same shapes as llava-hf/llava-1.5-7b-hf (CLIP ViT-L/14-336 + Vicuna-7B v1.5).
     "llava-1.5-7b": LCBMConfig(
         vision=_CLIP_L14_336,
