@@ -5,6 +5,7 @@ by side) and the per-device memory of real-size steps on named targets.
   lcbm bench train --preset demo --attention-block 0 128      # lcbm_jax/training/bench.py
   lcbm bench train --compare-torch                            # against transformers' LLaVA (bench_torch.py)
   lcbm bench train --profile                                  # where the step's time goes (profile.py)
+  lcbm bench decode                                           # greedy decoding against transformers (inference_bench.py)
   lcbm bench memory                                           # 7B/13B per device, compiled ahead of time (memory.py)
 """
 from __future__ import annotations
@@ -44,6 +45,15 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--profile", action="store_true",
                  help="also trace the step and print the time, FLOPs and achieved GFLOP/s of each component")
   p.set_defaults(run=_train)
+  p = bsub.add_parser("decode", help="batched greedy decoding tokens/s against transformers' generate, same "
+                                     "weights, ids checked equal first")
+  p.add_argument("--preset", default="bench")
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--prompt-len", type=int, default=32, help="text tokens per prompt, after bos and one image")
+  p.add_argument("--new-tokens", type=int, default=64)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+  p.set_defaults(run=_decode)
   p = bsub.add_parser("memory", help="per-device memory of a real-size training step on a named target, compiled "
                                      "ahead of time (TPU: libtpu's compiler; GPU: an estimate on CPU devices)")
   p.add_argument("--preset", default=None, help="model preset (default: the three reports the recipes launch)")
@@ -84,6 +94,14 @@ def _train(args) -> int:
           f"of {r['peak_gflops']:.1f} peak = MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
     if args.profile:
       print(r["profile"])
+  return 0
+
+
+def _decode(args) -> int:
+  from lcbm_jax import inference_bench   # here: it needs torch, which only this command uses
+  r = inference_bench.compare(args.preset, args.batch_size, args.prompt_len, args.new_tokens, args.repeats,
+                              args.threads)
+  print(inference_bench.format_result(r))
   return 0
 
 

@@ -183,8 +183,11 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD, mask_BTS=None, positions_BT=None, cache=None, cache_index=None):
-    """Returns (out_BTD, new_cache). `cache` = (k_BSKd, v_BSKd) slots; the T new keys go to
-    slots [cache_index, cache_index + T) and the queries attend over all S slots under mask_BTS."""
+    """Returns (out_BTD, new_cache). `cache` = (k_LBKSd, v_LBKSd, layer): every layer's slots, head-major,
+    and this layer's index; the T new keys go to slots [cache_index, cache_index + T) of `layer`, the
+    queries attend over all S slots under mask_BTS, and the whole cache comes back. Why the whole
+    cache: in the decode loop XLA updates a loop-carried buffer in place, where a per-layer slice
+    (or a token-major one, transposed for the matmuls) would be copied at every token."""
     d_model = x_BTD.shape[-1]
     q_BTHd = self._proj("q", d_model, self.num_heads, "heads")(x_BTD)
     k_BTKd = self._proj("k", d_model, self.num_kv_heads, self.kv_axis)(x_BTD)
@@ -195,18 +198,20 @@ class Attention(nn.Module):
     q_BTHd = checkpoint_name(q_BTHd, "query")
     k_BTKd = checkpoint_name(k_BTKd, "key")
     v_BTKd = checkpoint_name(v_BTKd, "value")
+    new_cache = None
     if cache is not None:
-      k_cache, v_cache = cache
-      start = (0, cache_index, 0, 0)
-      k_BSKd = jax.lax.dynamic_update_slice(k_cache, k_BTKd.astype(k_cache.dtype), start)
-      v_BSKd = jax.lax.dynamic_update_slice(v_cache, v_BTKd.astype(v_cache.dtype), start)
-      new_cache = (k_BSKd, v_BSKd)
+      k_LBKSd, v_LBKSd, layer = cache
+      q_BKGTd, k_BKTd, v_BKTd = _head_major(q_BTHd, k_BTKd, v_BTKd)
+      start = (layer, 0, 0, cache_index, 0)
+      k_LBKSd = jax.lax.dynamic_update_slice(k_LBKSd, k_BKTd[None].astype(k_LBKSd.dtype), start)
+      v_LBKSd = jax.lax.dynamic_update_slice(v_LBKSd, v_BKTd[None].astype(v_LBKSd.dtype), start)
+      new_cache = (k_LBKSd, v_LBKSd)
+      out_BTHd = _token_major(_attend(q_BKGTd, k_LBKSd[layer].astype(self.dtype), v_LBKSd[layer].astype(self.dtype),
+                                      mask_BTS))
+    elif self.causal and mask_BTS is not None:
+      out_BTHd = causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTS, self.causal_block)
     else:
-      k_BSKd, v_BSKd, new_cache = k_BTKd, v_BTKd, None
-    if self.causal and cache is None and mask_BTS is not None:
-      out_BTHd = causal_attention(q_BTHd, k_BSKd, v_BSKd, mask_BTS, self.causal_block)
-    else:
-      out_BTHd = dot_product_attention(q_BTHd, k_BSKd.astype(self.dtype), v_BSKd.astype(self.dtype), mask_BTS)
+      out_BTHd = dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTS)
     out_BTHd = checkpoint_name(out_BTHd, "attn_out")
     out_BTD = HeadDense((self.num_heads, self.head_dim), (d_model,), ("heads", "head_dim", "embed"),
                         self.use_bias, self.dtype, self.param_dtype, name="o")(out_BTHd)

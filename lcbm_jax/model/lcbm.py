@@ -19,7 +19,7 @@ RoPE reads `positions`; both come from the data, nothing is inferred here.
 
 KV-cache decoding (used by `lcbm_jax.inference`):
 
-  cache = init_cache(cfg, batch, max_length)                      # {"k", "v": [L,B,S,K,d], "segment_ids": [B,S]}
+  cache = init_cache(cfg, batch, max_length)                      # {"k", "v": [L,B,K,S,d], "segment_ids": [B,S]}
   logits, cache = LCBM(cfg).apply({"params": params}, ids_BT, images, seg_BT, pos_BT,
                                   cache=cache, cache_index=i)     # writes slots [i, i + T)
 
@@ -80,21 +80,23 @@ class LCBM(nn.Module):
     return attention.constrain(merged_GRD.reshape(b, t, d), ("batch", "length", None))
 
   def __call__(self, input_ids_BT, images, segment_ids_BT, positions_BT, cache=None, cache_index=None,
-               image_index=None):
-    """Returns logits float32[B, T, V]; with a cache, (logits, updated cache)."""
+               image_index=None, last_logits: bool = False):
+    """Returns logits float32[B, T, V]; with a cache, (logits, updated cache). last_logits: only the
+    last position's, [B, 1, V] (a prefill that only samples the next token skips the other T - 1)."""
     x_BTD = self.embed(input_ids_BT, images, image_index)
     t = input_ids_BT.shape[1]
     if cache is None:
       slots_T = jnp.arange(t)
       mask_BTS = attention.segment_mask(segment_ids_BT, segment_ids_BT, slots_T[None, :], slots_T)
-      logits_BTV, _ = self.llm(x_BTD, mask_BTS, positions_BT)
+      logits_BTV, _ = self.llm(x_BTD, mask_BTS, positions_BT, last_logits=last_logits)
       return logits_BTV
     k_segment_BS = jax.lax.dynamic_update_slice(
         cache["segment_ids"], segment_ids_BT.astype(cache["segment_ids"].dtype), (0, cache_index))
     s = k_segment_BS.shape[1]
     q_slot_BT = (cache_index + jnp.arange(t))[None, :]
     mask_BTS = attention.segment_mask(segment_ids_BT, k_segment_BS, q_slot_BT, jnp.arange(s))
-    logits_BTV, (k, v) = self.llm(x_BTD, mask_BTS, positions_BT, (cache["k"], cache["v"]), cache_index)
+    logits_BTV, (k, v) = self.llm(x_BTD, mask_BTS, positions_BT, (cache["k"], cache["v"]), cache_index,
+                                  last_logits=last_logits)
     return logits_BTV, {"k": k, "v": v, "segment_ids": k_segment_BS}
 
 
@@ -127,7 +129,7 @@ def param_count(cfg: LCBMConfig) -> int:
 def init_cache(cfg: LCBMConfig, batch: int, max_length: int) -> dict:
   """An empty KV cache of `max_length` slots (segment id 0 = empty slot, never attended)."""
   t = cfg.text
-  shape = (t.num_hidden_layers, batch, max_length, t.num_key_value_heads, t.head_dim)
+  shape = (t.num_hidden_layers, batch, t.num_key_value_heads, max_length, t.head_dim)   # head-major (attention.py)
   dt = jnp.dtype(cfg.compute_dtype)
   return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
           "segment_ids": jnp.zeros((batch, max_length), jnp.int32)}

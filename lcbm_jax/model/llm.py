@@ -45,7 +45,8 @@ class MLP(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-  """One Llama layer. Scanned: carry x, per-layer cache slice in, updated cache slice out."""
+  """One Llama layer: x in, x out; with a cache (`attention.Attention`: the stacked cache and this layer's
+  index), the updated cache out."""
   cfg: TextConfig
   dtype: jnp.dtype
   param_dtype: jnp.dtype
@@ -108,21 +109,19 @@ class LLM(nn.Module):
     """The scanned layers as a Python loop over slices of the same stacked parameters. A scan stacks
     every layer's saved activations into [L, ...] buffers (zero-filled, written and read back by
     dynamic slices); unrolled, each layer keeps its own: on a 2-core CPU that traffic was a fifth
-    of the bench step. Compiles take longer in proportion to depth, so big presets keep the scan."""
+    of the bench step. Compiles take longer in proportion to depth, so big presets keep the scan for
+    training. Decoding (a cache) always runs here: each layer writes its slots of the one stacked
+    cache in place (attention.Attention), where a scan would restack the whole cache at every token."""
     c = self.cfg
     block = DecoderBlock(c, self.dtype, self.param_dtype, parent=None)   # unbound: applied to each slice
     body = lambda p, x, layer_cache: block.apply({"params": p}, x, layer_cache, mask_BTS, positions_BT, cache_index)
-    if self.remat_policy != "none":
+    if self.remat_policy != "none" and cache is None:   # remat only matters under a gradient
       body = jax.checkpoint(body, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
     stacked = self.variables["params"]["layers"]
-    new_k, new_v = [], []
     for i in range(c.num_hidden_layers):
-      layer_cache = None if cache is None else (cache[0][i], cache[1][i])
-      x_BTD, out = body(jax.tree.map(lambda w: w[i], stacked), x_BTD, layer_cache)
-      if out is not None:
-        new_k.append(out[0])
-        new_v.append(out[1])
-    return x_BTD, ((jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None)
+      x_BTD, out = body(jax.tree.map(lambda w: w[i], stacked), x_BTD, None if cache is None else (*cache, i))
+      cache = out if cache is not None else None
+    return x_BTD, cache
 
   def embed(self, input_ids_BT):
     # Gather the fsdp shards of the table first (what FSDP does for every weight); a lookup into
@@ -130,13 +129,14 @@ class LLM(nn.Module):
     emb_VD = attention.constrain(self.embed_tokens.embedding, ("vocab", None))
     return jnp.take(emb_VD, input_ids_BT, axis=0).astype(self.dtype)
 
-  def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None):
-    """cache: (k, v) each [L, B, S, K, d] or None. Returns (logits float32[B, T, V], new cache)."""
-    if self.scan_unrolled and not self.is_initializing():
+  def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None, last_logits: bool = False):
+    """cache: (k, v) each [L, B, K, S, d] or None. Returns (logits float32[B, T, V], new cache); with
+    last_logits, the last position's only ([B, 1, V])."""
+    if (self.scan_unrolled or cache is not None) and not self.is_initializing():
       x_BTD, new_cache = self._unrolled(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
     else:
       x_BTD, new_cache = self.layers(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
-    x_BTD = self.norm(x_BTD)
+    x_BTD = self.norm(x_BTD[:, -1:] if last_logits else x_BTD)
     if self.cfg.tie_word_embeddings:
       emb_VD = self.embed_tokens.embedding.astype(self.dtype)
       logits_BTV = attention.over_tokens(

@@ -19,14 +19,16 @@ chip with FSDP, vision frozen) and reads `compiled.memory_analysis()`, as MaxTex
   as the order of magnitude.
 
 Peak per device = arguments (the state shard and the batch) + temporaries + outputs not aliased to
-a donated argument + generated code.
+a donated argument + generated code. Where libtpu refuses the program for lack of HBM
+(CompileTimeHbmOom), the report keeps the temporaries it says it needed and marks the row refused.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,8 +104,17 @@ def measure(preset: str, target_name: str, grad_accum: int, remat: str, batch_si
   model_cfg = train.model_config(config)
   mesh = sharding.make_mesh(1, target.chips, 1, devices=devices)
   t0 = time.perf_counter()
-  lowered = train.compile_steps(config, model_cfg, mesh, compile=False).train_step
-  mem = lowered.compile().memory_analysis()
+  steps = train.compile_steps(config, model_cfg, mesh, compile=False)
+  arguments = _shard_bytes(steps.abstract_state, steps.state_shardings) + _shard_bytes(
+      train.batch_spec(config, model_cfg, mesh), steps.batch_sharding)
+  try:
+    mem = steps.train_step.compile().memory_analysis()
+  except jax.errors.JaxRuntimeError as e:
+    # libtpu refuses a program whose buffers exceed the chip's HBM, and names what it needed.
+    needed = re.search(r"HLO temporaries \(([\d.]+)G\)", str(e))
+    if "CompileTimeHbmOom" not in str(e) or not needed:
+      raise
+    mem = _Refused(argument_size_in_bytes=arguments, temp_size_in_bytes=int(float(needed.group(1)) * GIB))
   compile_s = time.perf_counter() - t0
   if mem is None:
     raise UserError(f"the {devices[0].platform} compiler gives no memory analysis for {target.name}")
@@ -116,7 +127,25 @@ def measure(preset: str, target_name: str, grad_accum: int, remat: str, batch_si
           "arguments_bytes": mem.argument_size_in_bytes, "temp_bytes": mem.temp_size_in_bytes,
           "output_bytes": mem.output_size_in_bytes, "alias_bytes": mem.alias_size_in_bytes,
           "code_bytes": mem.generated_code_size_in_bytes, "peak_bytes": peak, "hbm_gib": target.hbm_gib,
-          "fits": peak <= target.hbm_gib * GIB, "compile_s": compile_s}
+          "fits": peak <= target.hbm_gib * GIB, "refused": isinstance(mem, _Refused), "compile_s": compile_s}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+  """What a compile refused for lack of HBM tells: the temporaries it needed; the arguments are the
+  state's and batch's shards (counted here), the donated outputs alias them."""
+  argument_size_in_bytes: int
+  temp_size_in_bytes: int
+  output_size_in_bytes: int = 0
+  alias_size_in_bytes: int = 0
+  generated_code_size_in_bytes: int = 0
+
+
+def _shard_bytes(tree, shardings) -> int:
+  """Bytes one device holds of `tree` (ShapeDtypeStructs) under `shardings` (a tree or one sharding)."""
+  if not isinstance(shardings, jax.sharding.Sharding):
+    return sum(_shard_bytes(x, s) for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)))
+  return sum(math.prod(shardings.shard_shape(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
 def _in_child(preset, target_name, grad_accum, remat, batch_size, seq_len) -> dict:
@@ -125,8 +154,9 @@ def _in_child(preset, target_name, grad_accum, remat, batch_size, seq_len) -> di
   chips = TARGETS[target_name].chips
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={chips}")
-  cmd = [sys.executable, "-m", "lcbm_jax.training.memory", preset, target_name, str(grad_accum), remat,
-         str(batch_size), str(seq_len)]
+  request = dict(preset=preset, target_name=target_name, grad_accum=grad_accum, remat=remat, batch_size=batch_size,
+                 seq_len=seq_len)
+  cmd = [sys.executable, "-m", "lcbm_jax.training.memory", json.dumps(request)]
   done = subprocess.run(cmd, env=env, capture_output=True, text=True)
   if done.returncode:
     raise UserError(f"the CPU estimate for {target_name} failed:\n{done.stderr[-3000:]}")
@@ -143,19 +173,16 @@ def format_table(reports: list[dict]) -> str:
         r["preset"], r["target"], how, f"fsdp {r['chips']}",
         f"{r['rows_per_device']} x {r['seq_len']} (x{r['grad_accum']} accum)", r["remat"],
         f"{r['arguments_bytes'] / GIB:.1f}", f"{r['temp_bytes'] / GIB:.1f}", f"{r['peak_bytes'] / GIB:.1f}",
-        f"{r['hbm_gib']:.0f}", "yes" if r["fits"] else "no", f"{r['compile_s']:.0f}")) + " |")
+        f"{r['hbm_gib']:.0f}", "no (compile refused)" if r.get("refused") else "yes" if r["fits"] else "no",
+        f"{r['compile_s']:.0f}")) + " |")
   return "\n".join(lines)
 
 
-def _child_main(argv) -> None:
-  p = argparse.ArgumentParser()
-  for name, typ in (("preset", str), ("target", str), ("grad_accum", int), ("remat", str), ("batch_size", int),
-                    ("seq_len", int)):
-    p.add_argument(name, type=typ)
-  a = p.parse_args(argv)
-  r = measure(a.preset, a.target, a.grad_accum, a.remat, a.batch_size, a.seq_len, devices=jax.devices("cpu"))
+def _child_main(request: str) -> None:
+  """The child's side of `_in_child`: one JSON request in argv, the report as the last stdout line."""
+  r = measure(**json.loads(request), devices=jax.devices("cpu"))
   print(json.dumps(r))
 
 
 if __name__ == "__main__":
-  _child_main(sys.argv[1:])
+  _child_main(sys.argv[1])
