@@ -233,8 +233,7 @@ def _option_fn(cfg: LCBMConfig):
     logits_B1V, cache = model.apply({"params": params}, ids_BP, images, seg_BP, pos_BP, cache=cache, cache_index=0,
                                     last_logits=True)
     # The K options of a prompt all continue it: repeat each prompt's cache over its K option rows.
-    cache = {"k": jnp.repeat(cache["k"], k, axis=1), "v": jnp.repeat(cache["v"], k, axis=1),
-             "segment_ids": jnp.repeat(cache["segment_ids"], k, axis=0)}
+    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)
     logits_NCV, _ = model.apply({"params": params}, cont_NC, None, seg_NC, pos_NC, cache=cache, cache_index=p)
     first_NV = jnp.repeat(jax.nn.log_softmax(logits_B1V[:, 0]), k, axis=0)
     # log p of option token j comes from the logits after token j-1 (the prompt's last for j = 0).

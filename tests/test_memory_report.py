@@ -55,3 +55,12 @@ def test_cli_runs_the_estimate_in_a_child_with_the_target_device_count(tmp_path)
   (r,) = json.loads(out.read_text())
   assert r["chips"] == 8 and r["rows_per_device"] == 16 and r["remat"] == "full"
   assert "| tiny | 8xH100 | cpu (estimate) | fsdp 8 | 16 x 128" in done.stdout
+
+
+def test_a_refused_compile_keeps_what_it_needed():
+  """libtpu's CompileTimeHbmOom messages (as 0.0.52 prints them for 7B and 13B without remat)."""
+  msg = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, the total memory required for "
+         "HLO temporaries ({}) exceeds available HBM (95.73G). HLO module: jit_train_step.")
+  assert memory.refused_temporaries(msg.format("988.33G")) == int(988.33 * 2**30)
+  assert memory.refused_temporaries(msg.format("1.16T")) == int(1.16 * 2**40)
+  assert memory.refused_temporaries("RESOURCE_EXHAUSTED: out of host memory") is None

@@ -182,12 +182,11 @@ class Attention(nn.Module):
                      self.dtype, self.param_dtype, name=name)
 
   @nn.compact
-  def __call__(self, x_BTD, mask_BTS=None, positions_BT=None, cache=None, cache_index=None):
-    """Returns (out_BTD, new_cache). `cache` = (k_LBKSd, v_LBKSd, layer): every layer's slots, head-major,
-    and this layer's index; the T new keys go to slots [cache_index, cache_index + T) of `layer`, the
-    queries attend over all S slots under mask_BTS, and the whole cache comes back. Why the whole
-    cache: in the decode loop XLA updates a loop-carried buffer in place, where a per-layer slice
-    (or a token-major one, transposed for the matmuls) would be copied at every token."""
+  def __call__(self, x_BTD, mask_BTS=None, positions_BT=None, cache=None, cache_index=None, return_kv: bool = False):
+    """Returns (out_BTD, new_cache). `cache` = (k_BKSd, v_BKSd): this layer's slots, head-major (the
+    layout the attention matmuls read, so nothing is transposed per token); the T new keys go to slots
+    [cache_index, cache_index + T) and the queries attend over all S slots under mask_BTS. return_kv
+    (no cache): new_cache is this call's own keys and values, head-major [B, K, T, d] (a prefill's)."""
     d_model = x_BTD.shape[-1]
     q_BTHd = self._proj("q", d_model, self.num_heads, "heads")(x_BTD)
     k_BTKd = self._proj("k", d_model, self.num_kv_heads, self.kv_axis)(x_BTD)
@@ -200,18 +199,18 @@ class Attention(nn.Module):
     v_BTKd = checkpoint_name(v_BTKd, "value")
     new_cache = None
     if cache is not None:
-      k_LBKSd, v_LBKSd, layer = cache
+      k_BKSd, v_BKSd = cache
       q_BKGTd, k_BKTd, v_BKTd = _head_major(q_BTHd, k_BTKd, v_BTKd)
-      start = (layer, 0, 0, cache_index, 0)
-      k_LBKSd = jax.lax.dynamic_update_slice(k_LBKSd, k_BKTd[None].astype(k_LBKSd.dtype), start)
-      v_LBKSd = jax.lax.dynamic_update_slice(v_LBKSd, v_BKTd[None].astype(v_LBKSd.dtype), start)
-      new_cache = (k_LBKSd, v_LBKSd)
-      out_BTHd = _token_major(_attend(q_BKGTd, k_LBKSd[layer].astype(self.dtype), v_LBKSd[layer].astype(self.dtype),
-                                      mask_BTS))
+      k_BKSd = jax.lax.dynamic_update_slice(k_BKSd, k_BKTd.astype(k_BKSd.dtype), (0, 0, cache_index, 0))
+      v_BKSd = jax.lax.dynamic_update_slice(v_BKSd, v_BKTd.astype(v_BKSd.dtype), (0, 0, cache_index, 0))
+      new_cache = (k_BKSd, v_BKSd)
+      out_BTHd = _token_major(_attend(q_BKGTd, k_BKSd.astype(self.dtype), v_BKSd.astype(self.dtype), mask_BTS))
     elif self.causal and mask_BTS is not None:
       out_BTHd = causal_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTS, self.causal_block)
     else:
       out_BTHd = dot_product_attention(q_BTHd, k_BTKd, v_BTKd, mask_BTS)
+    if return_kv and cache is None:
+      new_cache = (jnp.swapaxes(k_BTKd, 1, 2), jnp.swapaxes(v_BTKd, 1, 2))
     out_BTHd = checkpoint_name(out_BTHd, "attn_out")
     out_BTD = HeadDense((self.num_heads, self.head_dim), (d_model,), ("heads", "head_dim", "embed"),
                         self.use_bias, self.dtype, self.param_dtype, name="o")(out_BTHd)

@@ -19,7 +19,7 @@ RoPE reads `positions`; both come from the data, nothing is inferred here.
 
 KV-cache decoding (used by `lcbm_jax.inference`):
 
-  cache = init_cache(cfg, batch, max_length)                      # {"k", "v": [L,B,K,S,d], "segment_ids": [B,S]}
+  cache = init_cache(cfg, batch, max_length)                      # {"k", "v": L x [B,K,S,d], "segment_ids": [B,S]}
   logits, cache = LCBM(cfg).apply({"params": params}, ids_BT, images, seg_BT, pos_BT,
                                   cache=cache, cache_index=i)     # writes slots [i, i + T)
 
@@ -129,7 +129,9 @@ def param_count(cfg: LCBMConfig) -> int:
 def init_cache(cfg: LCBMConfig, batch: int, max_length: int) -> dict:
   """An empty KV cache of `max_length` slots (segment id 0 = empty slot, never attended)."""
   t = cfg.text
-  shape = (t.num_hidden_layers, batch, t.num_key_value_heads, max_length, t.head_dim)   # head-major (attention.py)
+  # One buffer per layer (each updated in place by the decode loop, llm.LLM._cached), head-major (attention.py).
+  shape = (batch, t.num_key_value_heads, max_length, t.head_dim)
   dt = jnp.dtype(cfg.compute_dtype)
-  return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
+  layers = range(t.num_hidden_layers)
+  return {"k": tuple(jnp.zeros(shape, dt) for _ in layers), "v": tuple(jnp.zeros(shape, dt) for _ in layers),
           "segment_ids": jnp.zeros((batch, max_length), jnp.int32)}

@@ -45,21 +45,21 @@ class MLP(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-  """One Llama layer: x in, x out; with a cache (`attention.Attention`: the stacked cache and this layer's
-  index), the updated cache out."""
+  """One Llama layer: x in, x out; with this layer's cache (`attention.Attention`), the updated cache out."""
   cfg: TextConfig
   dtype: jnp.dtype
   param_dtype: jnp.dtype
 
   @nn.compact
-  def __call__(self, x_BTD, layer_cache, mask_BTS, positions_BT, cache_index):
+  def __call__(self, x_BTD, layer_cache, mask_BTS, positions_BT, cache_index, return_kv: bool = False):
     c = self.cfg
     x_BTD = attention.constrain(x_BTD, ("batch", "length", None))
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="input_layernorm")(x_BTD)
     h_BTD, new_cache = attention.Attention(
         num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
         use_bias=False, rope_theta=c.rope_theta, causal=True, causal_block=c.attention_block, dtype=self.dtype,
-        param_dtype=self.param_dtype, name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index)
+        param_dtype=self.param_dtype, name="attn")(h_BTD, mask_BTS, positions_BT, layer_cache, cache_index,
+                                                   return_kv)
     x_BTD = x_BTD + h_BTD
     h_BTD = RMSNorm(c.rms_norm_eps, self.dtype, self.param_dtype, name="post_attention_layernorm")(x_BTD)
     x_BTD = x_BTD + attention.over_tokens(MLP(c, self.dtype, self.param_dtype, name="mlp"), h_BTD)
@@ -105,23 +105,47 @@ class LLM(nn.Module):
     if not c.tie_word_embeddings:
       self.lm_head = LMHead(c.vocab_size, self.dtype, self.param_dtype)
 
-  def _unrolled(self, x_BTD, cache, mask_BTS, positions_BT, cache_index):
+  def _unrolled(self, x_BTD, mask_BTS, positions_BT):
     """The scanned layers as a Python loop over slices of the same stacked parameters. A scan stacks
     every layer's saved activations into [L, ...] buffers (zero-filled, written and read back by
     dynamic slices); unrolled, each layer keeps its own: on a 2-core CPU that traffic was a fifth
-    of the bench step. Compiles take longer in proportion to depth, so big presets keep the scan for
-    training. Decoding (a cache) always runs here: each layer writes its slots of the one stacked
-    cache in place (attention.Attention), where a scan would restack the whole cache at every token."""
+    of the bench step. Compiles take longer in proportion to depth, so big presets keep the scan."""
     c = self.cfg
     block = DecoderBlock(c, self.dtype, self.param_dtype, parent=None)   # unbound: applied to each slice
-    body = lambda p, x, layer_cache: block.apply({"params": p}, x, layer_cache, mask_BTS, positions_BT, cache_index)
-    if self.remat_policy != "none" and cache is None:   # remat only matters under a gradient
+    body = lambda p, x: block.apply({"params": p}, x, None, mask_BTS, positions_BT, None)[0]
+    if self.remat_policy != "none":
       body = jax.checkpoint(body, policy=attention.remat_policy(self.remat_policy), prevent_cse=False)
     stacked = self.variables["params"]["layers"]
     for i in range(c.num_hidden_layers):
-      x_BTD, out = body(jax.tree.map(lambda w: w[i], stacked), x_BTD, None if cache is None else (*cache, i))
-      cache = out if cache is not None else None
-    return x_BTD, cache
+      x_BTD = body(jax.tree.map(lambda w: w[i], stacked), x_BTD)
+    return x_BTD
+
+  def _cached(self, x_BTD, cache, mask_BTS, positions_BT, cache_index):
+    """Decoding over a cache of one [B, K, S, d] buffer per layer (`lcbm.init_cache`). A prefill
+    (cache_index 0) attends within its own T tokens, which is all the causal mask lets slots [0, T)
+    see, so it runs as one scan over the layers like the training forward, and its keys and values fill
+    the cache at once. Later calls (a token at a time) loop over the layers in Python: each layer's
+    buffer is updated in place in the decode loop, and the weight slices, the same at every token,
+    are computed once outside it (a scan would slice weights and restack the cache at every token)."""
+    block = DecoderBlock(self.cfg, self.dtype, self.param_dtype, parent=None)   # unbound: applied to each layer
+    stacked = self.variables["params"]["layers"]
+    ks, vs = cache
+    if isinstance(cache_index, int) and cache_index == 0:
+      t = x_BTD.shape[1]
+
+      def prefill(x_BTD, p):
+        return block.apply({"params": p}, x_BTD, None, mask_BTS[:, :, :t], positions_BT, None, return_kv=True)
+      x_BTD, (k_LBKTd, v_LBKTd) = jax.lax.scan(prefill, x_BTD, stacked)
+      write = lambda buf, new: jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, 0, 0, 0))
+      return x_BTD, (tuple(write(b, k_LBKTd[i]) for i, b in enumerate(ks)),
+                     tuple(write(b, v_LBKTd[i]) for i, b in enumerate(vs)))
+    new_k, new_v = [], []
+    for i in range(self.cfg.num_hidden_layers):
+      x_BTD, (k, v) = block.apply({"params": jax.tree.map(lambda w: w[i], stacked)}, x_BTD, (ks[i], vs[i]),
+                                  mask_BTS, positions_BT, cache_index)
+      new_k.append(k)
+      new_v.append(v)
+    return x_BTD, (tuple(new_k), tuple(new_v))
 
   def embed(self, input_ids_BT):
     # Gather the fsdp shards of the table first (what FSDP does for every weight); a lookup into
@@ -130,12 +154,17 @@ class LLM(nn.Module):
     return jnp.take(emb_VD, input_ids_BT, axis=0).astype(self.dtype)
 
   def __call__(self, x_BTD, mask_BTS, positions_BT, cache=None, cache_index=None, last_logits: bool = False):
-    """cache: (k, v) each [L, B, K, S, d] or None. Returns (logits float32[B, T, V], new cache); with
+    """cache: (k, v) each L buffers [B, K, S, d], or None. Returns (logits float32[B, T, V], new cache); with
     last_logits, the last position's only ([B, 1, V])."""
-    if (self.scan_unrolled or cache is not None) and not self.is_initializing():
-      x_BTD, new_cache = self._unrolled(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
+    x_BTD, new_cache = x_BTD.astype(self.dtype), None
+    if self.is_initializing():
+      x_BTD, _ = self.layers(x_BTD, None, mask_BTS, positions_BT, None)
+    elif cache is not None:
+      x_BTD, new_cache = self._cached(x_BTD, cache, mask_BTS, positions_BT, cache_index)
+    elif self.scan_unrolled:
+      x_BTD = self._unrolled(x_BTD, mask_BTS, positions_BT)
     else:
-      x_BTD, new_cache = self.layers(x_BTD.astype(self.dtype), cache, mask_BTS, positions_BT, cache_index)
+      x_BTD, _ = self.layers(x_BTD, None, mask_BTS, positions_BT, None)
     x_BTD = self.norm(x_BTD[:, -1:] if last_logits else x_BTD)
     if self.cfg.tie_word_embeddings:
       emb_VD = self.embed_tokens.embedding.astype(self.dtype)

@@ -111,10 +111,10 @@ def measure(preset: str, target_name: str, grad_accum: int, remat: str, batch_si
     mem = steps.train_step.compile().memory_analysis()
   except jax.errors.JaxRuntimeError as e:
     # libtpu refuses a program whose buffers exceed the chip's HBM, and names what it needed.
-    needed = re.search(r"HLO temporaries \(([\d.]+)G\)", str(e))
-    if "CompileTimeHbmOom" not in str(e) or not needed:
+    needed = refused_temporaries(str(e))
+    if needed is None:
       raise
-    mem = _Refused(argument_size_in_bytes=arguments, temp_size_in_bytes=int(float(needed.group(1)) * GIB))
+    mem = _Refused(argument_size_in_bytes=arguments, temp_size_in_bytes=needed)
   compile_s = time.perf_counter() - t0
   if mem is None:
     raise UserError(f"the {devices[0].platform} compiler gives no memory analysis for {target.name}")
@@ -128,6 +128,15 @@ def measure(preset: str, target_name: str, grad_accum: int, remat: str, batch_si
           "output_bytes": mem.output_size_in_bytes, "alias_bytes": mem.alias_size_in_bytes,
           "code_bytes": mem.generated_code_size_in_bytes, "peak_bytes": peak, "hbm_gib": target.hbm_gib,
           "fits": peak <= target.hbm_gib * GIB, "refused": isinstance(mem, _Refused), "compile_s": compile_s}
+
+
+def refused_temporaries(message: str) -> int | None:
+  """Bytes of temporaries a CompileTimeHbmOom error says the program needed ("(988.33G)", "(1.16T)");
+  None for any other error."""
+  needed = re.search(r"CompileTimeHbmOom.*HLO temporaries \(([\d.]+)([KMGT])\)", message, re.S)
+  if not needed:
+    return None
+  return int(float(needed.group(1)) * 2 ** (10 * "KMGT".index(needed.group(2)) + 10))
 
 
 @dataclasses.dataclass(frozen=True)
