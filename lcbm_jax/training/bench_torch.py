@@ -27,6 +27,9 @@ from lcbm_jax.model import presets
 from lcbm_jax.training import bench, config as config_lib, train
 
 LOSS_TOLERANCE = 1e-4
+# A pause before each timed step: the OpenMP threads of the side that just ran spin for a while after
+# it returns (libgomp's spin-wait) and would otherwise take cores from the other side's timing.
+SETTLE_S = 0.5
 
 
 def _torch():
@@ -111,12 +114,11 @@ def compare(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool
   torch_step()   # warm-up: compilation, allocator, thread pools
   ours_t, torch_t = [], []
   for _ in range(steps):
-    t0 = time.perf_counter()
-    ours_step()
-    ours_t.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    torch_step()
-    torch_t.append(time.perf_counter() - t0)
+    for fn, times in ((ours_step, ours_t), (torch_step, torch_t)):
+      time.sleep(SETTLE_S)
+      t0 = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - t0)
   tokens = batch_size * seq_len
   ours_s, torch_s = statistics.median(ours_t), statistics.median(torch_t)
   return {"preset": preset, "frozen": frozen, "threads": threads, "xla_devices": 1, "ours_loss": ours_loss,
