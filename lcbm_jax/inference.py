@@ -114,6 +114,7 @@ def _generate_fn(cfg: LCBMConfig, max_new_tokens: int):
     tok_B = _sample(logits_B1V[:, 0], sub, temperature, top_p)
     out_BN = jnp.full((b, max_new_tokens), -1, jnp.int32)
     state = (0, tok_B, pos_BP[:, -1] + 1, jnp.zeros((b,), bool), out_BN, cache, rng)
+    per_layer = lcbm.unstack_layers(params)   # sliced once, not at every token
 
     def cond(s):
       i, _, _, done_B, *_ = s
@@ -123,7 +124,7 @@ def _generate_fn(cfg: LCBMConfig, max_new_tokens: int):
       i, tok_B, pos_B, done_B, out_BN, cache, rng = s
       out_BN = out_BN.at[:, i].set(jnp.where(done_B, -1, tok_B))
       done_B = done_B | (tok_B == eos_id)
-      logits_B1V, cache = model.apply({"params": params}, tok_B[:, None], None, jnp.ones((b, 1), jnp.int32),
+      logits_B1V, cache = model.apply({"params": per_layer}, tok_B[:, None], None, jnp.ones((b, 1), jnp.int32),
                                       pos_B[:, None], cache=cache, cache_index=p + i)
       rng, sub = jax.random.split(rng)
       tok_B = _sample(logits_B1V[:, 0], sub, temperature, top_p)

@@ -126,6 +126,17 @@ def param_count(cfg: LCBMConfig) -> int:
   return sum(int(x.size) for x in jax.tree.leaves(abstract_params(cfg)))
 
 
+def unstack_layers(params: dict) -> dict:
+  """`params` with the decoder's stacked layers split into one tree per layer ({"0": ..., "1": ...}),
+  for calls with a cache after the prefill (which needs them stacked). Why: a decode loop that slices the
+  stacked weights copies every layer's weights at every token; split once before the loop, it reads them."""
+  llm = dict(params["llm"])
+  stacked = llm["layers"]
+  n = jax.tree.leaves(stacked)[0].shape[0]
+  llm["layers"] = {str(i): jax.tree.map(lambda w: w[i], stacked) for i in range(n)}
+  return {**params, "llm": llm}
+
+
 def init_cache(cfg: LCBMConfig, batch: int, max_length: int) -> dict:
   """An empty KV cache of `max_length` slots (segment id 0 = empty slot, never attended)."""
   t = cfg.text

@@ -141,8 +141,10 @@ class LLM(nn.Module):
                      tuple(write(b, v_LBKTd[i]) for i, b in enumerate(vs)))
     new_k, new_v = [], []
     for i in range(self.cfg.num_hidden_layers):
-      x_BTD, (k, v) = block.apply({"params": jax.tree.map(lambda w: w[i], stacked)}, x_BTD, (ks[i], vs[i]),
-                                  mask_BTS, positions_BT, cache_index)
+      # Weights from `lcbm.unstack_layers` come one tree per layer: slices of the stacked ones taken
+      # inside a decode loop are copied at every token (XLA does not hoist them out of the loop).
+      p = stacked[str(i)] if str(i) in stacked else jax.tree.map(lambda w: w[i], stacked)
+      x_BTD, (k, v) = block.apply({"params": p}, x_BTD, (ks[i], vs[i]), mask_BTS, positions_BT, cache_index)
       new_k.append(k)
       new_v.append(v)
     return x_BTD, (tuple(new_k), tuple(new_v))
