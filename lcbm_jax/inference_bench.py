@@ -14,31 +14,17 @@ torch and transformers come from the test extra (`pip install -e '.[test]'`).
 """
 from __future__ import annotations
 
-import os
-import statistics
 import tempfile
-import time
 
 import jax
 import numpy as np
 
-from lcbm_jax import inference
+from lcbm_jax import inference, side_by_side
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
 from lcbm_jax.model import lcbm, presets
 
-# A pause before each timed call: OpenMP threads of the side that just ran spin for a while after it
-# returns (libgomp's spin-wait), and would otherwise take cores from the other side's timing.
-SETTLE_S = 0.5
 
-
-def _torch():
-  try:   # optional (the test extra): only this benchmark needs them
-    import torch
-    import transformers
-  except ImportError as e:
-    raise UserError(f"lcbm bench decode needs torch and transformers ({e}); pip install -e '.[test]'") from None
-  return torch, transformers
 
 
 def prompts(cfg: presets.LCBMConfig, batch_size: int, prompt_len: int, seed: int = 0):
@@ -54,9 +40,7 @@ def prompts(cfg: presets.LCBMConfig, batch_size: int, prompt_len: int, seed: int
 
 def compare(preset: str, batch_size: int, prompt_len: int, new_tokens: int, repeats: int,
             threads: int | None = None, cfg=None) -> dict:
-  torch, transformers = _torch()
-  threads = threads or os.cpu_count()
-  torch.set_num_threads(threads)
+  torch, transformers, threads = side_by_side.torch_stack("lcbm bench decode", threads)
   cfg = cfg or presets.get(preset)
   if cfg.param_dtype != "float32" or cfg.compute_dtype != "float32":
     raise UserError(f"preset {preset} computes in {cfg.compute_dtype}; the comparison is float32 (the CPU's dtype)")
@@ -87,15 +71,8 @@ def compare(preset: str, batch_size: int, prompt_len: int, new_tokens: int, repe
     where = f"first difference at (row, token) {tuple(diff[0])}" if diff is not None and len(diff) else "shapes differ"
     raise UserError(f"greedy ids differ between lcbm and transformers ({where}); the two models are not the same "
                     "computation, so their speeds are not comparable")
-  ours_t, theirs_t = [], []
-  for _ in range(repeats):
-    for fn, times in ((ours, ours_t), (theirs, theirs_t)):
-      time.sleep(SETTLE_S)
-      t0 = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - t0)
+  ours_s, theirs_s = side_by_side.alternate((ours, theirs), repeats)
   tokens = batch_size * new_tokens
-  ours_s, theirs_s = statistics.median(ours_t), statistics.median(theirs_t)
   return {"preset": preset, "batch_size": batch_size, "prompt_len": len(rows[0]), "new_tokens": new_tokens,
           "threads": threads, "ours_s": ours_s, "torch_s": theirs_s, "ours_tokens_per_s": tokens / ours_s,
           "torch_tokens_per_s": tokens / theirs_s, "ratio": theirs_s / ours_s, "ids_equal": True,

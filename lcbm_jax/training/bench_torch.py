@@ -12,33 +12,19 @@ torch and transformers come from the test extra (`pip install -e '.[test]'`).
 from __future__ import annotations
 
 import dataclasses
-import os
-import statistics
 import tempfile
-import time
 
 import jax
 import numpy as np
 
-from lcbm_jax import sharding
+from lcbm_jax import sharding, side_by_side
 from lcbm_jax.errors import UserError
 from lcbm_jax.export import hf
 from lcbm_jax.model import presets
 from lcbm_jax.training import bench, config as config_lib, train
 
 LOSS_TOLERANCE = 1e-4
-# A pause before each timed step: the OpenMP threads of the side that just ran spin for a while after
-# it returns (libgomp's spin-wait) and would otherwise take cores from the other side's timing.
-SETTLE_S = 0.5
 
-
-def _torch():
-  try:   # optional (the test extra): only --compare-torch needs them
-    import torch
-    import transformers
-  except ImportError as e:
-    raise UserError(f"--compare-torch needs torch and transformers ({e}); pip install -e '.[test]'") from None
-  return torch, transformers
 
 
 def _config(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool):
@@ -66,9 +52,7 @@ def _torch_batch(torch, batch: dict) -> dict:
 def compare(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool, threads: int | None = None,
             model_cfg=None) -> dict:
   """One side-by-side measurement; returns both step times, tokens/s, the ratio and the step-0 losses."""
-  torch, transformers = _torch()
-  threads = threads or os.cpu_count()
-  torch.set_num_threads(threads)
+  torch, transformers, threads = side_by_side.torch_stack("--compare-torch", threads)
   config = _config(preset, batch_size, seq_len, steps, frozen)
   model_cfg = model_cfg or presets.get(preset)
   mesh = sharding.make_mesh(devices=jax.devices()[:1])
@@ -112,15 +96,8 @@ def compare(preset: str, batch_size: int, seq_len: int, steps: int, frozen: bool
 
   ours_step()
   torch_step()   # warm-up: compilation, allocator, thread pools
-  ours_t, torch_t = [], []
-  for _ in range(steps):
-    for fn, times in ((ours_step, ours_t), (torch_step, torch_t)):
-      time.sleep(SETTLE_S)
-      t0 = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - t0)
+  ours_s, torch_s = side_by_side.alternate((ours_step, torch_step), steps)
   tokens = batch_size * seq_len
-  ours_s, torch_s = statistics.median(ours_t), statistics.median(torch_t)
   return {"preset": preset, "frozen": frozen, "threads": threads, "xla_devices": 1, "ours_loss": ours_loss,
           "torch_loss": theirs_loss, "ours_s": ours_s, "torch_s": torch_s, "ours_tokens_per_s": tokens / ours_s,
           "torch_tokens_per_s": tokens / torch_s, "ratio": torch_s / ours_s, "torch": torch.__version__,
