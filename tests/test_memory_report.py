@@ -8,7 +8,7 @@ import sys
 import jax
 import pytest
 
-from lcbm_jax import sharding
+from lcbm_jax import cli, sharding
 from lcbm_jax.errors import UserError
 from lcbm_jax.training import memory, train
 
@@ -64,3 +64,14 @@ def test_a_refused_compile_keeps_what_it_needed():
   assert memory.refused_temporaries(msg.format("988.33G")) == int(988.33 * 2**30)
   assert memory.refused_temporaries(msg.format("1.16T")) == int(1.16 * 2**40)
   assert memory.refused_temporaries("RESOURCE_EXHAUSTED: out of host memory") is None
+
+
+@pytest.mark.parametrize("argv", [["bench", "memory", "--preset", "tiny", "--target", "8xH100", "--grad-accum", "0"],
+                                  ["bench", "decode", "--repeats", "0"], ["bench", "decode", "--new-tokens", "-3"]])
+def test_counts_below_one_are_refused_by_name(argv, capsys):
+  """Zero micro-batches or timing rounds would crash deep inside (a modulo by zero, a median of
+  nothing); the command line refuses them first, naming the flag."""
+  with pytest.raises(SystemExit) as e:
+    cli.main(argv)
+  assert e.value.code == 2
+  assert f"argument {argv[-2]}: must be an int >= 1" in capsys.readouterr().err

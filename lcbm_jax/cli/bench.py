@@ -21,6 +21,13 @@ from lcbm_jax.training import bench as train_bench
 from lcbm_jax.training import memory
 
 
+def _at_least_one(text: str) -> int:
+  n = int(text)
+  if n < 1:
+    raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
+  return n
+
+
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   del command   # one group: bench
   bsub = parser.add_subparsers(dest="bench_command", required=True)
@@ -48,18 +55,18 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p = bsub.add_parser("decode", help="batched greedy decoding tokens/s against transformers' generate, same "
                                      "weights, ids checked equal first")
   p.add_argument("--preset", default="bench")
-  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--batch-size", type=_at_least_one, default=8)
   p.add_argument("--prompt-len", type=int, default=32, help="text tokens per prompt, after bos and one image")
-  p.add_argument("--new-tokens", type=int, default=64)
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--new-tokens", type=_at_least_one, default=64)
+  p.add_argument("--repeats", type=_at_least_one, default=3)
   p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
   p.set_defaults(run=_decode)
   p = bsub.add_parser("memory", help="per-device memory of a real-size training step on a named target, compiled "
                                      "ahead of time (TPU: libtpu's compiler; GPU: an estimate on CPU devices)")
   p.add_argument("--preset", default=None, help="model preset (default: the three reports the recipes launch)")
   p.add_argument("--target", default=None, choices=sorted(memory.TARGETS))
-  p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step of 128 rows")
-  p.add_argument("--seq-len", type=int, default=2048)
+  p.add_argument("--grad-accum", type=_at_least_one, default=1, help="micro-batches per step of 128 rows")
+  p.add_argument("--seq-len", type=_at_least_one, default=2048)
   p.add_argument("--remat", nargs="*", default=["full", "none"], choices=presets.REMAT_POLICIES)
   p.add_argument("--json", default=None, help="also write the reports to this JSON file")
   p.set_defaults(run=_memory)
