@@ -398,7 +398,9 @@ print(json.dumps({"growth": after - before, "before": before, "after": after, "b
 @pytest.mark.parametrize("fmt", ["huggingface", "lcbm"])
 def test_sharded_init_peak_memory_is_about_the_weights(tmp_path, fmt):
   """A ~300 MB random-weight model initialised onto an 8-device fsdp mesh: the process's peak RSS
-  grows by less than 1.3x the parameter bytes (no second copy of the model on the host)."""
+  grows by less than 1.6x the parameter bytes. A second host copy of the model would be 2x or more;
+  the rest is the loader's fixed overhead (thread stacks, XLA buffers), which has measured 1.15x on
+  one 2-core box and 1.30x on the CI box, so the bound sits between the two cases it tells apart."""
   from lcbm_jax import checkpoint
   from lcbm_jax.export import hf
   from lcbm_jax.model import lcbm, presets
@@ -421,7 +423,7 @@ def test_sharded_init_peak_memory_is_about_the_weights(tmp_path, fmt):
   got = json.loads(proc.stdout.strip().splitlines()[-1])
   assert got["bytes"] == n_bytes
   print(f"{fmt}: peak RSS growth {got['growth'] / n_bytes:.2f}x the parameter bytes")
-  assert got["growth"] < 1.3 * n_bytes, (got["growth"] / n_bytes)
+  assert got["growth"] < 1.6 * n_bytes, (got["growth"] / n_bytes)
 
 
 def dataclasses_replace(obj, **kw):
