@@ -168,12 +168,15 @@ def _tokenizer_files(tokenizer) -> dict[str, bytes]:
   return {"tokenizer.model": model.read_bytes()}
 
 
-def _encode_data_state(data_state: Any) -> bytes:
-  # Grain iterators return either a JSON-able dict or JSON bytes; keep which one it was.
+def _encode_data_state(data_state: Any, seen: dict | None = None) -> bytes:
+  # Grain iterators return either a JSON-able dict or JSON bytes; keep which one it was. `seen`: what
+  # the run has consumed so far (tokens, loss tokens), resumed with the iterator it belongs to.
   if isinstance(data_state, bytes):
     record = {"kind": "bytes", "value": data_state.decode("utf-8")}
   else:
     record = {"kind": "json", "value": data_state}
+  if seen is not None:
+    record["seen"] = seen
   return json.dumps(record, default=_json_default).encode()
 
 
@@ -188,6 +191,12 @@ def read_data_state(step_dir, process_index: int = 0) -> Any:
   if not path.is_file():
     raise UserError(f"{path} is missing: {step_dir} has no data-iterator state for JAX process {process_index}")
   return _decode_data_state(path.read_bytes())
+
+
+def read_seen(step_dir, process_index: int = 0) -> dict | None:
+  """The totals a step's run had consumed when it was saved (`save(..., seen=)`), None if it kept none."""
+  path = paths.path(step_dir) / "data" / f"process_{process_index}.json"
+  return json.loads(path.read_bytes()).get("seen") if path.is_file() else None
 
 
 # --- manifest: per-file SHA-256, written after commit ---
@@ -396,10 +405,11 @@ class CheckpointManager:
   # -- saving --
 
   def save(self, step: int, state: Any, data_state: Any, config: Any, tokenizer_dir=None, *,
-           model_cfg: Any = None) -> None:
+           model_cfg: Any = None, seen: dict | None = None) -> None:
     """Starts an async save of `state` (the state after `step` updates) and its companions.
 
-    data_state: this process's data-iterator state (`get_state()`: JSON-able or JSON bytes).
+    data_state: this process's data-iterator state (`get_state()`: JSON-able or JSON bytes); seen: the
+    run's running totals (JSON-able, e.g. tokens consumed), kept with it (`read_seen`).
     config: the training config (ConfigDict or dict); model_cfg: the LCBMConfig dataclass (needed by
     `artifacts.load_for_inference`); tokenizer_dir: directory holding tokenizer.model (or the file itself).
     """
@@ -410,7 +420,7 @@ class CheckpointManager:
     if step in list_steps(self.directory):
       raise UserError(f"checkpoint step {step} already exists in {self.directory}; "
                       "resume with latest_good_step() instead of re-running from scratch into the same workdir")
-    data_files = {f"process_{jax.process_index()}.json": _encode_data_state(data_state)}
+    data_files = {f"process_{jax.process_index()}.json": _encode_data_state(data_state, seen)}
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=FilesSave(data_files, every_process=True),

@@ -114,6 +114,9 @@ def _assert_same_run(ref, other):
   for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(ref_state)[0], jax.tree.leaves(state), strict=True):
     assert a.dtype == b.dtype and np.array_equal(a, b), f"{jax.tree_util.keystr(path)} differs"
   assert data == ref_data   # data position, quarantine counts, tokens and batches consumed
+  # The run's totals (input and loss tokens, images) come through every interruption unchanged.
+  seen = [json.loads((d / "summary.json").read_text())["seen"] for d in (ref, other)]
+  assert seen[0] == seen[1] and seen[0]["loss_tokens"] > 0 and seen[0]["tokens"] > seen[0]["loss_tokens"], seen
   losses = _last_per_step(ref / "metrics.jsonl", "train/loss")
   assert sorted(losses) == list(range(1, N_STEPS + 1))
   assert _last_per_step(other / "metrics.jsonl", "train/loss") == losses

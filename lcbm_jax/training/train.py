@@ -37,6 +37,10 @@ from lcbm_jax.training import optim, preemption, processes
 from lcbm_jax.training import step as step_lib
 from lcbm_jax.training.state import TrainState
 
+# What a run has consumed, over all processes: non-padding input tokens, loss (target) tokens, images
+# read by rows. Checkpointed with the data iterator, so a resumed run's totals equal an uninterrupted one's.
+_NO_SEEN = {"tokens": 0, "loss_tokens": 0, "images": 0}
+
 
 def initialize_distributed(coordinator: str | None, num_processes: int | None,
                            process_id: int | None) -> None:
@@ -372,11 +376,15 @@ def _train(config, workdir: str) -> dict:
   if resume_step is not None:
     state, data_state = ckpt.restore(resume_step, _with_shardings(steps.abstract_state, steps.state_shardings))
     data.train.set_state(data_state)
+    # A checkpoint written before the totals existed resumes them from 0 (and says so in the summary).
+    seen = ckpt_lib.read_seen(ckpt.directory / str(resume_step)) or {**_NO_SEEN, "incomplete": True}
     say(f"resumed from step {resume_step} ({ckpt.directory / str(resume_step)})")
   elif start.kind == init_lib.INIT:
     state = steps.create(start.load_params(_with_shardings(abstract_params, steps.state_shardings.params)))
   else:
     state = steps.init(rng)
+  if resume_step is None:
+    seen = dict(_NO_SEEN)
   start_step = resume_step or 0
   run_config = {**config_lib.unwrap(config).to_dict(), "init_source": start.record()}
 
@@ -389,7 +397,7 @@ def _train(config, workdir: str) -> dict:
   writer = metrics_lib.MetricsWriter(files_dir, run_config, config.log.wandb)
 
   def save(step: int) -> None:
-    ckpt.save(step, state, data.train.get_state(), run_config, data.tokenizer_dir, model_cfg=model_cfg)
+    ckpt.save(step, state, data.train.get_state(), run_config, data.tokenizer_dir, model_cfg=model_cfg, seen=seen)
     if is_main:
       paths.upload(files_dir, workdir)
 
@@ -418,6 +426,9 @@ def _train(config, workdir: str) -> dict:
       bar.update(1)
       check_finite(m, config.max_nonfinite_in_row, step)
       window_tokens += int(m["tokens"])
+      seen["tokens"] += int(m["tokens"])
+      seen["loss_tokens"] += int(m["target_tokens"])
+      seen["images"] += int(m["images"])
       window_steps += 1
       window_images += int(m["images"])
       window_flops += metrics_lib.flops_per_step(abstract_params, trainable, int(m["tokens"]),
@@ -447,7 +458,7 @@ def _train(config, workdir: str) -> dict:
         save(step)
         ckpt.wait_until_finished()
         say(f"preempted: saved step {step} to {ckpt.directory / str(step)}; rerun the same command to resume")
-        return {"step": step, "preempted": True, "workdir": workdir}
+        return {"step": step, "preempted": True, "workdir": workdir, "seen": seen}
     if start_step < num_steps:
       save(num_steps)
     last_eval = evaluate(num_steps)
@@ -457,7 +468,9 @@ def _train(config, workdir: str) -> dict:
     writer.close()
     ckpt.close()   # waits for the last save and its manifest
   summary = {"step": step, "preempted": False, "workdir": workdir, "eval_loss": float(last_eval["loss"]),
-             "checkpoint": str(ckpt.directory / str(num_steps))}
+             "checkpoint": str(ckpt.directory / str(num_steps)), "seen": seen}
+  say(f"seen: {seen['tokens']:,} input tokens, {seen['loss_tokens']:,} loss tokens, {seen['images']:,} images"
+      + (" (since a resume from a checkpoint without totals)" if seen.get("incomplete") else ""))
   if last is not None:
     summary.update(train_loss=float(last["train/loss"]), tokens_per_s=float(last["perf/tokens_per_s"]),
                    mfu=float(last["perf/mfu"]), peak_flops=peak)
