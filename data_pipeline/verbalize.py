@@ -48,6 +48,7 @@ from data_pipeline.records import IMAGE, ContentBehaviorRecord, MediaRef  # IMAG
 
 MASK = "[MASK]"
 BEHAVIOR_SEPARATOR = ">>> BEHAVIOR <<<"
+CONTENT_SEPARATOR = ">>> CONTENT <<<"   # where the content-only BLIFT twin restates content instead
 KBFT_K = (3, 5, 7, 11)
 LIKE_PERCENTILES = (60.0, 90.0)
 NUM_CHOICES = 25
@@ -145,6 +146,9 @@ class Context:
   """Corpus-level inputs some templates need, built once from the training split (`Context.fit`)."""
   like_levels: LikeLevels | None = None
   asr_pool: tuple[str, ...] = ()    # distractor ASR texts for the 25-way content simulation
+  # (mean length in `text_units`, records) of BLIFT's behavior part per (is a video, scenes): the length
+  # the content-only twin fills with content, so both arms pack the same rows (`_blift`).
+  blift_behavior_units: Mapping[tuple[bool, int], tuple[float, int]] | None = None
 
   @classmethod
   def fit(cls, records: Iterable[ContentBehaviorRecord],
@@ -153,7 +157,12 @@ class Context:
     take their like levels from these (the brand-split test set); nothing else is read from them."""
     records = list(records)
     pool = sorted({_clean(s.asr) for r in records for s in r.content.scenes if s.asr.strip()})
-    return cls(like_levels=LikeLevels.fit(records).extend(unseen), asr_pool=tuple(pool))
+    chars: dict[tuple[bool, int], list[int]] = {}
+    for r in records:
+      if TASKS["blift"].applies(r, None):
+        chars.setdefault(_blift_kind(r), []).append(text_units(_blift_behavior(r)[0]))
+    return cls(like_levels=LikeLevels.fit(records).extend(unseen), asr_pool=tuple(pool),
+               blift_behavior_units={k: (float(np.mean(v)), len(v)) for k, v in sorted(chars.items())} or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -615,12 +624,81 @@ def parse_level(text: str, levels: Sequence[str] = ("low", "high")) -> str | Non
 # ---------------------------------------------------------------------------------------------
 # BLIFT (Behavior-LLaVA): one conversation, scene descriptions then `>>> BEHAVIOR <<<` and behavior.
 
+def _blift_kind(record) -> tuple[bool, int]:
+  return (_has_video_replay(record) or any(m.kind == "video" for m in record.content.media),
+          len(record.content.scenes))
+
+
+def _blift_behavior(record) -> tuple[str, dict, dict]:
+  """BLIFT's behavior part (from the separator on), the answer fields it states and their exact truth."""
+  b = record.behavior
+  lines = [BEHAVIOR_SEPARATOR]
+  answer = {"likes_percent": None, "upvotes": None}
+  truth = {"likes_percent": None, "upvotes": b.upvotes}
+  if b.likes is not None and (b.views or 0) >= 1:   # a share of under one view would be infinite
+    truth["likes_percent"] = lpc = 100.0 * b.likes / b.views
+    lines.append(f"The video will be liked by {lpc:.1f}% of viewers.")
+    answer["likes_percent"] = float(f"{lpc:.1f}")
+  elif b.upvotes is not None:
+    words = views_in_words(b.upvotes)
+    lines.append(f"The post will receive {words} upvotes.")
+    answer["upvotes"] = read_count(words)
+  comments = tuple(_clean(x) for x in b.comments[:5])
+  if comments:
+    lines.append("Top comments: " + " ".join(f"{i + 1}. {x}" for i, x in enumerate(comments)))
+  replay = None
+  if _has_video_replay(record):
+    replay = tuple(round(_replay_int(v) / 100.0, 2) for v in b.replay)
+    lines.append("Replays: " + ", ".join(f"Scene {i + 1}: {v:.2f}" for i, v in enumerate(replay)))
+  answer.update(comments=comments, replay=replay)
+  return "\n".join(lines), answer, truth
+
+
+_UNIT_RE = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
+
+
+def text_units(text: str) -> int:
+  """Length in units that track subword tokens across kinds of text: a run of letters, a digit or a
+  punctuation mark each count one ("Scene 2: 0.15" is 7). Characters would not: replay values cost a
+  tokenizer about half again as many tokens per character as words do."""
+  return len(_UNIT_RE.findall(text))
+
+
+def _content_part(record, units: float) -> str:
+  """The twin's stand-in for the behavior part: the record's own content (each scene's captions,
+  speech and on-screen text, the title), restated in turn until it is as close as it gets to `units`
+  long (`text_units`) - the mean length of the behavior part for records of this kind, never this
+  record's own (which would leak how long its comments are)."""
+  c = record.content
+  facts = [f"Title: {_clean(c.title)}." if c.title.strip() else None]
+  for i, sc in enumerate(c.scenes):
+    facts += [f"Scene {i + 1} shows {_captions(sc)}." if _captions(sc) else None,
+              f"Scene {i + 1} says: {_clean(sc.asr)}." if sc.asr.strip() else None,
+              f"Scene {i + 1} reads: {_clean(sc.ocr)}." if sc.ocr.strip() else None]
+  facts = [f for f in facts if f] or [_clean(c.description) or "No details."]
+  lines, length = [CONTENT_SEPARATOR], text_units(CONTENT_SEPARATOR)
+  for k in range(1000):   # bounded: a fact is at least one unit long
+    add = text_units(facts[k % len(facts)])
+    if abs(length + add - units) >= abs(length - units):
+      break
+    lines.append(facts[k % len(facts)])
+    length += add
+  return "\n".join(lines)
+
+
 def _blift(record, rng, visuals, content_only, ctx, **_):
   """answer: {"description": str, "likes_percent": float | None, "upvotes": float | None,
   "comments": (str, ...), "replay": (float 0-1 per scene) | None}, likes and upvotes as written
-  (rounded; `truth` holds them unrounded); content-only: the scene descriptions."""
-  c, b, who = record.content, record.behavior, record.communicator
-  is_video = _has_video_replay(record) or any(m.kind == "video" for m in c.media)
+  (rounded; `truth` holds them unrounded).
+
+  Content-only twin (the control arm): the same prompt with the behavior question replaced by one of
+  the same length, and a target of the same expected length - the scene descriptions, then
+  `>>> CONTENT <<<` and the record's content restated where the behavior part was (`_content_part`,
+  sized by `Context.blift_behavior_units`; without a context, the descriptions alone). So both arms
+  read the same media, pack the same rows and count about the same input and loss tokens; answer: the
+  whole target text."""
+  c, who = record.content, record.communicator
+  is_video = _blift_kind(record)[0]
   user = [f"Title: {_clean(c.title)}" if c.title.strip() else None,
           f"Posted by: {_clean(who.brand or who.account)}" if (who.brand or who.account) else None,
           f"Subreddit: r/{_clean(c.subreddit)}" if c.subreddit else None,
@@ -630,7 +708,10 @@ def _blift(record, rng, visuals, content_only, ctx, **_):
     user.append(f"ASR: {asr}")
   media = " ".join(IMAGE for _ in visuals)
   ask = "Describe the media scene by scene"
-  if not content_only:
+  if content_only:   # as long as the behavior question it replaces, for each kind
+    ask += (", then restate its details: each scene's captions, speech and on-screen text, and the title"
+            if is_video else ", then restate its details: its caption and its title")
+  else:
     ask += (", then predict the share of viewers who like it, the top comments, and the replay value per scene"
             if is_video else ", then predict how many people like it and the top comments")
   prompt = (f"SYSTEM: {BLIFT_SYSTEM}\nUSER: " + (media + "\n" if media else "")
@@ -638,27 +719,20 @@ def _blift(record, rng, visuals, content_only, ctx, **_):
   scenes = [f"Scene {i + 1}: {_captions(s) or _clean(s.ocr) or _clean(s.asr)}." for i, s in enumerate(c.scenes)]
   description = " ".join(scenes) if scenes else (_clean(c.description) or _clean(c.title))
   if content_only:
-    return _make("blift", VERSIONS["blift"], prompt, description, visuals, description)
-  behavior = [description, BEHAVIOR_SEPARATOR]
-  answer = {"description": description, "likes_percent": None, "upvotes": None}
-  truth = {"likes_percent": None, "upvotes": b.upvotes}
-  if b.likes is not None and (b.views or 0) >= 1:   # a share of under one view would be infinite
-    truth["likes_percent"] = lpc = 100.0 * b.likes / b.views
-    behavior.append(f"The video will be liked by {lpc:.1f}% of viewers.")
-    answer["likes_percent"] = float(f"{lpc:.1f}")
-  elif b.upvotes is not None:
-    words = views_in_words(b.upvotes)
-    behavior.append(f"The post will receive {words} upvotes.")
-    answer["upvotes"] = read_count(words)
-  comments = tuple(_clean(x) for x in b.comments[:5])
-  if comments:
-    behavior.append("Top comments: " + " ".join(f"{i + 1}. {x}" for i, x in enumerate(comments)))
-  replay = None
-  if _has_video_replay(record):
-    replay = tuple(round(_replay_int(v) / 100.0, 2) for v in b.replay)
-    behavior.append("Replays: " + ", ".join(f"Scene {i + 1}: {v:.2f}" for i, v in enumerate(replay)))
-  answer.update(comments=comments, replay=replay)
-  return _make("blift", VERSIONS["blift"], prompt, "\n".join(behavior), visuals, answer, "blift", truth=truth)
+    units = _nearest((ctx.blift_behavior_units or {}) if ctx is not None else {}, _blift_kind(record))
+    target = description + ("\n" + _content_part(record, units) if units else "")
+    return _make("blift", VERSIONS["blift"], prompt, target, visuals, target)
+  behavior, answer, truth = _blift_behavior(record)
+  return _make("blift", VERSIONS["blift"], prompt, description + "\n" + behavior, visuals,
+               {"description": description, **answer}, "blift", truth=truth)
+
+
+def _nearest(lengths: Mapping[tuple[bool, int], tuple[float, int]], kind: tuple[bool, int]) -> float | None:
+  """The mean behavior length of `kind`, else of the same kind (video or not) with the closest scene count."""
+  if kind in lengths:
+    return lengths[kind][0]
+  same = [k for k in lengths if k[0] == kind[0]]
+  return lengths[min(same, key=lambda k: abs(k[1] - kind[1]))][0] if same else None
 
 
 def blift_behavior_prompt(v: Verbalized, field: str) -> str:
@@ -732,7 +806,7 @@ VERSIONS = {
     "tweet_generation": "lcbm-tweetgen-v1",
     "behavior_understanding": "lcbm-bund-v2",
     "likes_high_low": "lcbm-likes-hl-v2",
-    "blift": "blift-conv-v1",
+    "blift": "blift-conv-v2",   # v2: the content-only twin is length-matched (same v1 behavior text)
     "instruction": "llava-conv-plain-v1",
 }
 

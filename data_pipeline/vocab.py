@@ -18,12 +18,13 @@ QUICK_VOCAB_SIZE = 2000
 
 def train_corpus_tokenizer(corpus: pipeline.Corpus, tasks: Sequence[str], *, vocab_size: int, max_images: int,
                            seed: int, max_records: int = 3000,
-                           out_dir: str | os.PathLike | None = None) -> Tokenizer:
+                           out_dir: str | os.PathLike | None = None, twins: bool = False) -> Tokenizer:
   """SentencePiece trained on every `tasks` verbalization of the corpus's first `max_records` records.
 
   One random stream (`default_rng(seed)`) draws the verbalizations in record-then-task order, so the
   model's bytes are a function of (corpus, tasks, vocab_size, max_images, seed, max_records). Saved
-  to `out_dir` when given.
+  to `out_dir` when given. `twins`: also every content-only twin's text (a tokenizer shared by a
+  behavior arm and its control, so neither arm's text is the one split into more pieces).
   """
   rng = np.random.default_rng(seed)
   texts = []
@@ -31,6 +32,7 @@ def train_corpus_tokenizer(corpus: pipeline.Corpus, tasks: Sequence[str], *, voc
     record = corpus[i]
     for task in tasks:
       if verbalize.applies(record, task, corpus.context):
-        texts.append(verbalize.verbalize(record, task, rng=rng, max_images=max_images,
-                                         context=corpus.context).text)
+        for twin in ((False, True) if twins else (False,)):
+          texts.append(verbalize.verbalize(record, task, rng=rng, max_images=max_images, content_only=twin,
+                                           context=corpus.context).text)
   return Tokenizer.train(texts, vocab_size, out_dir)

@@ -113,3 +113,30 @@ def test_the_twin_keeps_the_media_and_content():
     assert twin.media == arm.media and twin.frame_indices == arm.frame_indices
     assert "Red ball fun" in twin.prompt and "Acme" in twin.prompt and "120k" not in twin.prompt
     assert leaks(arm.text, video) and not leaks(twin.text, video)
+
+
+def test_the_blift_twin_is_as_long_as_the_behavior_it_replaces(corpus):
+  """The control arm reads the same rows at the same length: per kind (post, video of n scenes), the
+  twin's content part averages the behavior part's length, and no twin's length follows its own
+  record's behavior (two records of one kind get parts of their content's length, whatever their comments)."""
+  records, context = corpus
+  by_kind = collections.defaultdict(lambda: [[], []])
+  for i, record in enumerate(records):
+    if record.latent.get("split") != "train" or not verbalize.applies(record, "blift", context):
+      continue
+    arm, twin = (verbalize.verbalize(record, "blift", rng=np.random.default_rng(i), max_images=8, content_only=c,
+                                     context=context) for c in (False, True))
+    description = arm.answer["description"]
+    assert twin.target.startswith(description + "\n" + verbalize.CONTENT_SEPARATOR + "\n")
+    kind = verbalize._blift_kind(record)
+    by_kind[kind][0].append(verbalize.text_units(arm.target[len(description):]))
+    by_kind[kind][1].append(verbalize.text_units(twin.target[len(description):]))
+    # The prompts differ only in the question, about as long in either arm.
+    assert abs(verbalize.text_units(twin.prompt) - verbalize.text_units(arm.prompt)) <= 6, (twin.prompt, arm.prompt)
+  assert len(by_kind) >= 3
+  arm_total = sum(sum(a) for a, _ in by_kind.values())
+  twin_total = sum(sum(t) for _, t in by_kind.values())
+  assert abs(twin_total / arm_total - 1) < 0.08, (arm_total, twin_total)
+  for kind, (arm_units, twin_units) in by_kind.items():
+    want = context.blift_behavior_units[kind][0]
+    assert all(abs(t - want) <= 12 for t in twin_units), (kind, want, twin_units)

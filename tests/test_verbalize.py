@@ -34,8 +34,11 @@ def golden_records():
   # Tweets of the same account so that percentile levels exist: likes 1..10 and the golden tweet's 120.
   others = [dataclasses.replace(tweet, record_id=f"t{i + 2}", behavior=rec.Behavior(likes=float(i + 1)))
             for i in range(10)]
+  # BLIFT behavior lengths (text units) the content-only twin fills: the golden video's kind has 40,
+  # a 1-scene post 25.
   context = verbalize.Context(like_levels=verbalize.LikeLevels.fit([tweet] + others),
-                              asr_pool=tuple(f"option text {i}" for i in range(30)) + ("bye now",))
+                              asr_pool=tuple(f"option text {i}" for i in range(30)) + ("bye now",),
+                              blift_behavior_units={(True, 4): (40.0, 3), (False, 1): (25.0, 5)})
   return video, tweet, post, context
 
 
@@ -118,17 +121,17 @@ GOLDEN = {
         'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.\n>>> BEHAVIOR <<<\nThe video will be liked by 2.5% of viewers.\nReplays: Scene 1: 0.12, Scene 2: 0.89, Scene 3: 0.40, Scene 4: 0.03',
         {'description': 'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.', 'likes_percent': 2.5, 'upvotes': None, 'comments': (), 'replay': (0.12, 0.89, 0.4, 0.03)}, (0, 2, 3)),
     ('blift', 'video', (), True): (
-        'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image> <image> <image>\nTitle: Red ball fun\nPosted by: Acme\nASR: look at this ball it bounces fast the end bye now\nDescribe the media scene by scene.\nASSISTANT: ',
-        'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.',
-        'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.', (0, 2, 3)),
+        "SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image> <image> <image>\nTitle: Red ball fun\nPosted by: Acme\nASR: look at this ball it bounces fast the end bye now\nDescribe the media scene by scene, then restate its details: each scene's captions, speech and on-screen text, and the title.\nASSISTANT: ",
+        'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.\n>>> CONTENT <<<\nTitle: Red ball fun.\nScene 1 shows a red ball.\nScene 1 says: look at this ball.\nScene 2 shows a red ball moving fast.',
+        'Scene 1: a red ball. Scene 2: a red ball moving fast. Scene 3: a blue square. Scene 4: a green star.\n>>> CONTENT <<<\nTitle: Red ball fun.\nScene 1 shows a red ball.\nScene 1 says: look at this ball.\nScene 2 shows a red ball moving fast.', (0, 2, 3)),
     ('blift', 'post', (), False): (
         'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image>\nTitle: My cat at sunset\nPosted by: u_bob\nSubreddit: r/pics\nDescribe the media scene by scene, then predict how many people like it and the top comments.\nASSISTANT: ',
         'Scene 1: a cat in orange light.\n>>> BEHAVIOR <<<\nThe post will receive 4 thousand upvotes.\nTop comments: 1. so cute 2. love the colors 3. great shot 4. boring <img> one 5. wow',
         {'description': 'Scene 1: a cat in orange light.', 'likes_percent': None, 'upvotes': 4000.0, 'comments': ('so cute', 'love the colors', 'great shot', 'boring <img> one', 'wow'), 'replay': None}, (0,)),
     ('blift', 'post', (), True): (
-        'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image>\nTitle: My cat at sunset\nPosted by: u_bob\nSubreddit: r/pics\nDescribe the media scene by scene.\nASSISTANT: ',
-        'Scene 1: a cat in orange light.',
-        'Scene 1: a cat in orange light.', (0,)),
+        'SYSTEM: You are a helpful assistant. Answer as if you can see the media: describe it, then predict how people respond to it.\nUSER: <image>\nTitle: My cat at sunset\nPosted by: u_bob\nSubreddit: r/pics\nDescribe the media scene by scene, then restate its details: its caption and its title.\nASSISTANT: ',
+        'Scene 1: a cat in orange light.\n>>> CONTENT <<<\nTitle: My cat at sunset.\nScene 1 shows a cat in orange light.',
+        'Scene 1: a cat in orange light.\n>>> CONTENT <<<\nTitle: My cat at sunset.\nScene 1 shows a cat in orange light.', (0,)),
 }
 
 

@@ -220,17 +220,25 @@ def format_quarantine_table(reasons: Mapping[str, Mapping[str, Any]]) -> str:
 
 def context_to_json(ctx: verbalize.Context) -> dict[str, Any]:
   levels = ctx.like_levels.thresholds if ctx.like_levels else {}
-  return {"like_levels": {a: list(t) for a, t in sorted(levels.items())}, "asr_pool": list(ctx.asr_pool)}
+  out = {"like_levels": {a: list(t) for a, t in sorted(levels.items())}, "asr_pool": list(ctx.asr_pool)}
+  if ctx.blift_behavior_units:   # [is a video, scenes, mean text units, records] per kind
+    out["blift_behavior_units"] = [[v, n, m, c] for (v, n), (m, c) in sorted(ctx.blift_behavior_units.items())]
+  return out
 
 
 def context_from_json(objs: Iterable[Mapping[str, Any]]) -> verbalize.Context:
   """Merges the contexts of several built corpora (accounts and ASR texts do not overlap in meaning)."""
   levels: dict[str, tuple[float, float]] = {}
   pool: set[str] = set()
+  chars: dict[tuple[bool, int], tuple[float, int]] = {}
   for obj in objs:
     levels.update({a: tuple(t) for a, t in obj.get("like_levels", {}).items()})
     pool.update(obj.get("asr_pool", ()))
-  return verbalize.Context(like_levels=verbalize.LikeLevels(levels), asr_pool=tuple(sorted(pool)))
+    for video, n, mean, count in obj.get("blift_behavior_units", ()):
+      m0, c0 = chars.get((bool(video), int(n)), (0.0, 0))   # two corpora's records of one kind: pooled
+      chars[(bool(video), int(n))] = ((m0 * c0 + mean * count) / (c0 + count), c0 + count)
+  return verbalize.Context(like_levels=verbalize.LikeLevels(levels), asr_pool=tuple(sorted(pool)),
+                           blift_behavior_units=chars or None)
 
 
 @dataclasses.dataclass(frozen=True)

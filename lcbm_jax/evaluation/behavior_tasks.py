@@ -8,7 +8,8 @@ optimization rows they share generations with.
   kbft/{past,future,random}    generate, parse    replay RMSE / acc<=5 (same baselines)
   likes_high_low/{time,brand}  generate, parse    accuracy (majority class, random)
   optimize_tweets              score high vs low  top-1 most liked tweet per account (random pick), Spearman
-  blift                        generate, parse    upvotes / liked % RMSE, R2, acc within 10%; replay RMSE /
+  blift                        generate, parse    upvotes / liked % RMSE, R2, acc within 10%, like level (low <
+                                                  60th pct, high >= 90th) accuracy (majority level); replay RMSE /
                                                   acc<=5 (train mean, replay baselines)
   behavior_understanding/*     generate, parse    most replayed scene / comment sentiment accuracy (majority)
 
@@ -24,6 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
+from data_pipeline import verbalize
 from lcbm_jax.errors import UserError
 from lcbm_jax.evaluation import behavior, optimize
 from lcbm_jax.evaluation.data import EvalData
@@ -89,6 +91,22 @@ def _scalar_rows(name: str, pred, true, train_values: Iterable, log10: bool = Fa
       f"{name}_acc_within_10%": row(m["acc_within_10pct"], n, train_mean=b["acc_within_10pct"]),
       f"{name}_unparseable": row(m["unparseable"], n),
   }
+
+
+def _level_rows(name: str, pred, true, train_values) -> dict:
+  """Like levels as LCBM cuts them (low < 60th percentile of the training split, high >= 90th): the
+  share of items whose predicted value falls in the true value's level, against always answering the
+  training split's most common level. An unparseable prediction is wrong."""
+  values = np.array([v for v in train_values if v is not None], np.float64)
+  if not values.size or not true:
+    return {}
+  cuts = (float(np.percentile(values, 60)), float(np.percentile(values, 90)))
+  train_levels = [verbalize.like_level(v, cuts) for v in values]
+  majority = max(sorted(set(train_levels)), key=train_levels.count)
+  true_levels = [verbalize.like_level(t, cuts) for t in true]
+  hits = [not math.isnan(p) and verbalize.like_level(p, cuts) == t for p, t in zip(pred, true_levels)]
+  return {f"{name}_level": row(float(np.mean(hits)), len(hits),
+                               majority=float(np.mean([t == majority for t in true_levels])))}
 
 
 def _replay_baseline(data: EvalData) -> behavior.ReplayBaseline:
@@ -205,10 +223,14 @@ def eval_blift(runner: Runner, data: EvalData, rng) -> dict:
   if up:
     rows.update(_scalar_rows("upvotes", [_num(p["upvotes"]) for p, _ in up], [x["upvotes"] for _, x in up],
                              (a["upvotes"] for a in train if a["likes_percent"] is None), log10=True))
+    rows.update(_level_rows("upvotes", [_num(p["upvotes"]) for p, _ in up], [x["upvotes"] for _, x in up],
+                            [a["upvotes"] for a in train if a["likes_percent"] is None]))
   liked = [(p, x) for p, x in zip(parsed, exact) if x["likes_percent"] is not None]
   if liked:
     rows.update(_scalar_rows("liked_percent", [_num(p["likes_percent"]) for p, _ in liked],
                              [x["likes_percent"] for _, x in liked], (a["likes_percent"] for a in train)))
+    rows.update(_level_rows("liked_percent", [_num(p["likes_percent"]) for p, _ in liked],
+                            [x["likes_percent"] for _, x in liked], [a["likes_percent"] for a in train]))
   vids = [(p, x) for p, x in zip(parsed, exact) if x["replay"] is not None]
   if vids:
     # BLIFT writes replays as decimals 0-1; metrics use LCBM's 0-100 scale so they compare across tasks.

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lcbm_jax.study.runner import write_json_atomic
+
 
 def fmt(x, digits: int = 3) -> str:
   if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -67,7 +69,6 @@ def read_block(document: str, name: str) -> str | None:
 
 def write_outputs(out_dir: str, name: str, result: dict, markdown: str, results_md: str | None = None) -> None:
   """result.json and results.md under `out_dir`; with `results_md`, also that file's block of `name`."""
-  from lcbm_jax.study.runner import write_json_atomic   # runner imports nothing from here; no cycle either way
   write_json_atomic(os.path.join(out_dir, "result.json"), result)
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write(markdown.strip() + "\n")
@@ -82,12 +83,18 @@ def load_result(path: str) -> dict:
     return json.load(f)
 
 
+def _pyplot():
+  # matplotlib only when a study renders, with Agg: no display on a CI box or a TPU VM.
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt   # after use("Agg")
+  return plt
+
+
 def bar_plot(path: str, title: str, groups: Sequence[str], arms: Sequence[str], means, lows, highs,
              *, ylabel: str = "", chance: float | None = None) -> str:
   """Grouped bars (one group per task or regime, one bar per arm) with 95% interval whiskers."""
-  import matplotlib   # plotting only when a study renders; Agg: no display on a CI box or a TPU VM
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
   means, lows, highs = (np.asarray(x, np.float64).reshape(len(groups), len(arms)) for x in (means, lows, highs))
   fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.2))
   width = 0.8 / len(arms)
@@ -110,9 +117,7 @@ def bar_plot(path: str, title: str, groups: Sequence[str], arms: Sequence[str], 
 
 def learning_curves(path: str, title: str, runs: dict[str, Sequence[str]], key: str = "train/loss") -> str:
   """`key` against step for every run: {arm: [metrics.jsonl of each seed]}, one colour per arm."""
-  import matplotlib   # as in bar_plot
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5.5, 3.2))
   for k, (arm, files) in enumerate(runs.items()):
     for i, f in enumerate(files):

@@ -10,6 +10,9 @@ Layout of `root`:
                         is refused (a finished run is never silently redone or overwritten)
   steps/<key>.json      each finished step's JSON output, written atomically (temporary file + rename)
   runs/...              the runs' workdirs (`workdir(...)`): checkpoints, metrics, tokenizer
+  jax_cache/            JAX's persistent compilation cache, unless JAX_COMPILATION_CACHE_DIR names one:
+                        a study's runs share their shapes, so every run after the first loads its
+                        executables instead of compiling them (a 2-step fine-tune: 40 s -> 6 s on 2 cores)
 
 A study killed at any moment (SIGKILL included) and started again reuses every finished step and
 resumes an interrupted training run from its newest verified checkpoint (the trainer's own resume),
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable
+
+import jax
 
 from lcbm_jax.errors import UserError
 
@@ -72,6 +77,8 @@ class Study:
                         "the ones asked for. Use another --workdir, or delete that one to start over")
     else:
       write_json_atomic(path, want)
+    if not jax.config.jax_compilation_cache_dir:
+      jax.config.update("jax_compilation_cache_dir", os.path.join(self.root, "jax_cache"))
 
   def workdir(self, *parts: str) -> str:
     return os.path.join(self.root, "runs", *parts)
