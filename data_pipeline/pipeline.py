@@ -102,6 +102,7 @@ class PipelineConfig:
   process_count: int = 1
   content_only: bool = False
   conversation: str = "plain"                     # prompt format (data_pipeline.chat.FORMATS)
+  kbft_k: int = 0                                 # kbft training windows of k scenes (0 = k drawn from KBFT_K)
   # How task weights mix: "per_record" draws a task per record among those it supports (the record
   # mix follows the corpus); "by_weight" also gives each built dataset the share of every epoch its
   # tasks' weights call for (a 1:1 BLIFT + instruction mix stays 1:1 whatever the row counts).
@@ -157,6 +158,8 @@ class PipelineConfig:
         raise UserError(f"PipelineConfig.{field}={getattr(self, field)} must be >= 1")
     if self.max_images < 0 or self.worker_count < 0 or self.images_per_batch < 0:
       raise UserError("PipelineConfig.max_images, images_per_batch and worker_count must be >= 0")
+    if self.kbft_k < 0:
+      raise UserError(f"kbft_k={self.kbft_k} must be >= 0 (0 = k drawn from {verbalize.KBFT_K}; --config.data.kbft_k)")
     if self.num_epochs is not None and self.num_epochs < 1:
       raise UserError(f"PipelineConfig.num_epochs={self.num_epochs} must be >= 1 (or None = forever)")
     if not 0 <= self.process_index < self.process_count:
@@ -326,13 +329,15 @@ class Verbalize(grain.transforms.Map):
   """Draws a task (weights renormalised over the tasks this record supports) and verbalizes it."""
 
   def __init__(self, tasks: Sequence[tuple[str, float]], context: verbalize.Context, seed: int, max_images: int,
-               content_only: bool):
+               content_only: bool, kbft_k: int = 0):
     for name, _ in tasks:
       if name not in verbalize.TASKS:
         raise UserError(f"unknown task {name!r}; known: {', '.join(verbalize.TASKS)}")
     self.names = [n for n, _ in tasks]
     self.weights = np.array([w for _, w in tasks], np.float64)
     self.context, self.seed, self.max_images, self.content_only = context, seed, max_images, content_only
+    # A fixed k for kbft windows (k-BFT arms); 0 leaves the draw from KBFT_K, and the rng stream, as it was.
+    self.options = {"kbft": {"k": kbft_k}} if kbft_k else {}
 
   def map(self, elem: dict) -> dict:
     if elem["quarantine"]:
@@ -347,7 +352,7 @@ class Verbalize(grain.transforms.Map):
     task = self.names[task_id]
     try:
       v = verbalize.verbalize(record, task, rng=rng, max_images=self.max_images, content_only=self.content_only,
-                              context=self.context)
+                              context=self.context, **self.options.get(task, {}))
     except ValueError as e:   # a template that cannot use this record's values
       return _marker(elem, "verbalize_error", f"{task}: {e}")
     elem.update(verbalized=v, task_id=task_id, sample_id=sample_id(record.record_id, task, elem["epoch"]))
@@ -437,7 +442,7 @@ def build_transforms(config: PipelineConfig, corpus: Corpus, tokenizer: TextToke
   transforms = [
       ReadRecord(corpus, config.seed, p, config.process_count,
                  corpus.dataset_shares(config.tasks) if config.mixture == "by_weight" else None),
-      Verbalize(config.tasks, corpus.context, config.seed, config.max_images, config.content_only),
+      Verbalize(config.tasks, corpus.context, config.seed, config.max_images, config.content_only, config.kbft_k),
       Tokenize(tokenizer, config.num_image_tokens, config.seq_len, config.conversation),
   ]
   if decode:

@@ -87,6 +87,37 @@ def test_same_seed_same_bytes(tmp_path):
   assert fa["cbc/train.parquet"] != fc["cbc/train.parquet"] and fa["latent.jsonl"] != fc["latent.jsonl"]
 
 
+def test_long_video_option_changes_only_the_videos(tmp_path):
+  """`scenes=(lo, hi)` (`lcbm data generate --scenes LO-HI`) draws lo..hi scenes per video; the default
+  range passed by name writes the same bytes as no option, and posts and tweets are the same either way."""
+  base, same, long = (str(tmp_path / n) for n in ("base", "same", "long"))
+  world.generate(base, seed=7, counts=TINY, progress=False)
+  world.generate(same, seed=7, counts=TINY, progress=False, scenes=(world.MIN_SCENES, world.MAX_SCENES))
+  assert cli.main(["data", "generate", "--out", long, "--seed", "7", "--size", "small", "--scenes", "9-12"]) == 0
+  fb, fs = _files(base), _files(same)
+  assert fb == fs and "scenes_per_video" not in bw.load_manifest(base)
+  assert bw.load_manifest(long)["scenes_per_video"] == [9, 12]
+  videos = [r for r in bw.read(long) if r.source == "cbc"]
+  assert len(videos) == 360 + 60
+  for r in videos:
+    assert 9 <= len(r.content.scenes) <= 12 and len(r.behavior.replay) == len(r.content.scenes)
+  assert {len(r.content.scenes) for r in videos} == {9, 10, 11, 12}
+  with Image.open(os.path.join(long, "cbc", videos[0].content.media[0].path)) as gif:
+    assert gif.n_frames == len(videos[0].content.scenes)
+  # The other sources draw from their own streams: a long-video corpus of the same counts has them unchanged.
+  world.generate(str(tmp_path / "long_tiny"), seed=7, counts=TINY, progress=False, scenes=world.LONG_SCENES)
+  fl = _files(str(tmp_path / "long_tiny"))
+  for rel in fb:
+    if rel.startswith(("blift/", "tweets/")):
+      assert fl[rel] == fb[rel], rel
+  assert fl["cbc/train.parquet"] != fb["cbc/train.parquet"]
+  with pytest.raises(UserError, match="fewest"):
+    world.generate(str(tmp_path / "bad"), counts=TINY, scenes=(5, 3))
+  with pytest.raises(SystemExit) as e:   # argparse's usage error: exit 2
+    cli.main(["data", "generate", "--out", str(tmp_path / "bad2"), "--scenes", "many"])
+  assert e.value.code == 2
+
+
 def test_media_frames_and_motion(corpus):
   out, groups = corpus
   for r in groups[("cbc", "train")][:20]:

@@ -32,14 +32,14 @@ from data_pipeline.world import instructions as instructions_lib
 from data_pipeline.world import writers
 from data_pipeline.world.audience import (HELD_OUT_BRANDS, OBJECT_APPEAL, TONE_COMMENTS, TONES, TOPICS,
                                           make_accounts, tone_probe_openings)
-from data_pipeline.world.items import DAYS, MAX_SCENES, MIN_SCENES, make_post, make_tweet, make_video
+from data_pipeline.world.items import DAYS, LONG_SCENES, MAX_SCENES, MIN_SCENES, make_post, make_tweet, make_video
 from data_pipeline.world.latent import LATENT_FILE, find_latent, load_latent
 from data_pipeline.world.media import IMAGE_SIZE
 from data_pipeline.world.writers import MANIFEST_FILE, write_cbc_parquet
 from lcbm_jax.errors import UserError
 
-__all__ = ["GENERATOR_VERSION", "IMAGE_SIZE", "LATENT_FILE", "MANIFEST_FILE", "MAX_SCENES", "MIN_SCENES",
-           "OBJECT_APPEAL", "SIZES", "TONES", "TONE_COMMENTS", "TOPICS", "find_latent", "generate",
+__all__ = ["GENERATOR_VERSION", "IMAGE_SIZE", "LATENT_FILE", "LONG_SCENES", "MANIFEST_FILE", "MAX_SCENES",
+           "MIN_SCENES", "OBJECT_APPEAL", "SIZES", "TONES", "TONE_COMMENTS", "TOPICS", "find_latent", "generate",
            "load_latent", "tone_probe_openings", "write_cbc_parquet"]
 
 # v3: + llava/{train,test}.json instruction rows and the manifest's "instructions" (other files as in v2).
@@ -54,13 +54,18 @@ TIME_SPLIT_DAY = 930   # tweets after this day form the time-split test set
 
 
 def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool = True,
-             counts: dict[tuple[str, str], int] | None = None, instructions: bool | None = None) -> dict[str, Any]:
+             counts: dict[tuple[str, str], int] | None = None, instructions: bool | None = None,
+             scenes: tuple[int, int] | None = None) -> dict[str, Any]:
   """Writes the corpus under `out_dir`; returns the manifest. Same seed and size -> same bytes.
   `counts` overrides the records per (source, split) of `size` (tests use a few records).
   `instructions`: write llava/{train,test}.json; by default yes for a named size, no with `counts`
-  (a test gets the files it asks for)."""
+  (a test gets the files it asks for). `scenes`: (fewest, most) scenes per video, e.g. LONG_SCENES
+  for k-BFT; None = MIN_SCENES..MAX_SCENES, byte for byte the corpus without the option."""
   if size not in SIZES:
     raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+  scene_range = (MIN_SCENES, MAX_SCENES) if scenes is None else tuple(int(n) for n in scenes)
+  if len(scene_range) != 2 or not 1 <= scene_range[0] <= scene_range[1]:
+    raise UserError(f"scenes per video {scenes!r} must be (fewest, most) with 1 <= fewest <= most")
   if instructions is None:
     instructions = counts is None
   counts = {**SIZES[size], **(counts or {})}
@@ -83,7 +88,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     rows = []
     for _ in range(counts[("cbc", split)]):
       acc = accounts[int(s_cbc.integers(len(accounts)))]
-      row, gif, latent, specs = make_video(idx, acc, s_cbc)
+      row, gif, latent, specs = make_video(idx, acc, s_cbc, scene_range)
       writers.write_bytes(os.path.join(out_dir, "cbc", row["media_path"]), gif)
       rows.append(row)
       described[split].append((True, row["video_id"], f"cbc/{row['media_path']}", specs))
@@ -145,6 +150,8 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
               "size": size if counts == SIZES[size] else "custom",
               "files": files, "instructions": conversations, "latent": LATENT_FILE, "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
+  if scene_range != (MIN_SCENES, MAX_SCENES):   # only then: the default manifest stays byte for byte
+    manifest["scenes_per_video"] = list(scene_range)
   writers.write_manifest(out_dir, manifest)
   writers.write_readme(out_dir, seed, size, total, files + conversations)
   return manifest

@@ -23,6 +23,11 @@ from data_pipeline.world.audience import (COLOURS, HOT_COLOURS, MOTIONS, OBJECTS
 # longer ones. With 4-7 scenes only, the demo model never started reading the right scene in its
 # CPU budget (within-video slope of predicted replay on "fast" ~0 at 500 steps; docs/performance.md).
 MIN_SCENES, MAX_SCENES = 1, 7
+# The long-video option (`generate(..., scenes=LONG_SCENES)`, `lcbm data generate --scenes 8-24`): enough
+# scenes that a k-BFT window of k in {3, 5, 7} masks part of every video, and k = 11 of most (PAPERS.md 4).
+# Such a verbalization needs rows longer than 512 tokens (about 100 + 40 per scene with 4 image tokens
+# per keyframe: 24 scenes take ~1,070), or fewer image tokens per keyframe.
+LONG_SCENES = (8, 24)
 
 TOPIC_WORDS = {"sports": ("match", "game day", "training", "the final"),
                "food": ("recipe", "kitchen", "taste test", "snack time"),
@@ -63,10 +68,12 @@ def _date(day: int) -> str:
   return str(START_DATE + np.timedelta64(int(day), "D"))
 
 
-def make_video(i: int, acc: Account, rng: np.random.Generator) -> Item:
-  """A CBC row (dict), its GIF bytes, latent labels and scenes."""
+def make_video(i: int, acc: Account, rng: np.random.Generator,
+               scenes: tuple[int, int] = (MIN_SCENES, MAX_SCENES)) -> Item:
+  """A CBC row (dict), its GIF bytes, latent labels and scenes; `scenes`: the fewest and most scenes
+  (uniform; the draw is the same one for any range, so the default leaves every byte as it was)."""
   tone, topic = TONES[int(rng.integers(4))], list(TOPICS)[int(rng.integers(4))]
-  n = int(rng.integers(MIN_SCENES, MAX_SCENES + 1))
+  n = int(rng.integers(scenes[0], scenes[1] + 1))
   specs = [SceneSpec(_pick_object(topic, rng), _pick_colour(rng), MOTIONS[int(rng.integers(3))],
                      bool(rng.uniform() < 0.5)) for _ in range(n)]
   replay = [scene_replay(s, k, n, rng) for k, s in enumerate(specs)]

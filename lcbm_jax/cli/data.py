@@ -1,6 +1,7 @@
 """`lcbm data generate | build | inspect`: the embedded corpus, TFDS ArrayRecord builds, and a look at them.
 
   lcbm data generate --out /tmp/bw                                   # the embedded corpus
+  lcbm data generate --out /tmp/bw-long --scenes 8-24                # long videos (k-BFT)
   lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
   lcbm data inspect /tmp/built --seq-len 512
 """
@@ -23,6 +24,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--out", required=True, help="output directory")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--size", choices=("small", "medium", "large"), default="small")
+  p.add_argument("--scenes", type=_scene_range, default=None, metavar="LO-HI",
+                 help=f"scenes per video, uniform in LO..HI (default {world.MIN_SCENES}-{world.MAX_SCENES}; "
+                 f"{world.LONG_SCENES[0]}-{world.LONG_SCENES[1]} gives videos long enough for k-BFT windows, "
+                 "with rows longer than 512 tokens)")
   p.set_defaults(run=_generate)
 
   p = dsub.add_parser("build", help="parse + validate a corpus into TFDS ArrayRecord shards")
@@ -49,8 +54,19 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.set_defaults(run=_inspect)
 
 
+def _scene_range(text: str) -> tuple[int, int]:
+  lo, sep, hi = text.partition("-")
+  try:
+    span = (int(lo), int(hi if sep else lo))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not LO-HI (e.g. 8-24)") from None
+  if not 1 <= span[0] <= span[1]:
+    raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= LO <= HI")
+  return span
+
+
 def _generate(args) -> int:
-  manifest = world.generate(args.out, seed=args.seed, size=args.size)
+  manifest = world.generate(args.out, seed=args.seed, size=args.size, scenes=args.scenes)
   for e in manifest["files"]:
     print(f"{e['path']:28s} {e['count']:7d} records")
   print(f"wrote {manifest['total_records']} records to {args.out} (seed {args.seed}, size {args.size})")

@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.workers = 0          # Grain worker processes per JAX process
   c.data.content_only = False  # control arm: every task's content-only twin (behavior removed)
   c.data.conversation = "plain"  # prompt format: plain, or vicuna_v1 (LLaVA-1.5's USER:/ASSISTANT: turns)
+  c.data.kbft_k = 0           # kbft training windows mask k consecutive scenes (0 = k drawn from 3, 5, 7, 11)
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1            # -1 = all devices not used by the other axes

@@ -196,6 +196,7 @@ def pipeline_config(config, model_cfg, tokenizer_dir: str, mesh=None) -> pipelin
       data_dir=paths.local_data_dir(config.data.dir), tokenizer=tokenizer_dir,
       tasks=tuple(zip(config.data.tasks, config.data.weights)), seq_len=config.data.seq_len,
       content_only=config.data.content_only, conversation=config.data.conversation, mixture=config.data.mixture,
+      kbft_k=config.data.kbft_k,
       batch_size=config.data.batch_size, image_size=model_cfg.vision.image_size,
       image_mean=model_cfg.image_mean, image_std=model_cfg.image_std,
       image_shortest_edge=model_cfg.image_shortest_edge, image_resample=model_cfg.image_resample,
