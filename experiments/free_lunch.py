@@ -223,6 +223,8 @@ def _compare(per_seed: dict, chance: dict) -> dict:
     fn = _stat(task)
     row = {"metric": "spearman" if task == "memorability" else "accuracy",
            "arms": {arm: stats.seed_summary(fn(v)) for arm, v in values.items()},
+           # Each arm's own 95% interval (seeds, then items): the whiskers of the bar plots.
+           "arms_ci95": {arm: stats.hierarchical_bootstrap(v, None, fn)["ci95"] for arm, v in values.items()},
            "behavior_minus_control": stats.hierarchical_bootstrap(values["behavior"], values["control"], fn),
            "behavior_minus_base": stats.hierarchical_bootstrap(values["behavior"], values["base"], fn)}
     if task in chance:
@@ -318,10 +320,9 @@ def plots(result: dict, study, out_dir: str) -> list[str]:
     groups = ["zero-shot"] + [f"ft {p}%" for p in result["fractions"]]
     blocks = [result["zero_shot"][task]] + [result["finetuned"][str(p)][task] for p in result["fractions"]]
     means = [[b["arms"][a]["mean"] for a in result["arms"]] for b in blocks]
-    std = [[b["arms"][a]["std"] for a in result["arms"]] for b in blocks]
-    lows = np.array(means) - np.array(std)
-    highs = np.array(means) + np.array(std)
-    paths.append(report.bar_plot(os.path.join(out_dir, f"free_lunch_{task}.png"), f"{task} (mean ± std over seeds)",
+    lows = [[b["arms_ci95"][a][0] for a in result["arms"]] for b in blocks]
+    highs = [[b["arms_ci95"][a][1] for a in result["arms"]] for b in blocks]
+    paths.append(report.bar_plot(os.path.join(out_dir, f"free_lunch_{task}.png"), f"{task}: mean over seeds, 95% interval",
                                  groups, result["arms"], means, lows, highs,
                                  ylabel="Spearman" if task == "memorability" else "accuracy",
                                  chance=None if task == "memorability" else 0.25))

@@ -10,6 +10,9 @@
   DIR/tweets/media/<id>.jpg
   DIR/llava/{train,test}.json             instruction rows about the videos' and posts' media, LLaVA's
                                           conversation JSON; media paths relative to DIR (`instructions`)
+  DIR/labels/{train,test}.json            with `knowledge=True`: three labelled questions per video and post
+                                          (tone, topic, memorability; `knowledge`), and text-only
+                                          world-knowledge rows at the end of llava/train.json
   DIR/latent.jsonl                        hidden labels per record_id (tone, topic, memorability)
   DIR/manifest.json                       seed, size, version, files and record counts
   DIR/README.md
@@ -29,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_pipeline.world import instructions as instructions_lib
+from data_pipeline.world import knowledge as knowledge_lib
 from data_pipeline.world import writers
 from data_pipeline.world.audience import (HELD_OUT_BRANDS, OBJECT_APPEAL, TONE_COMMENTS, TONES, TOPICS,
                                           make_accounts, tone_probe_openings)
@@ -55,12 +59,16 @@ TIME_SPLIT_DAY = 930   # tweets after this day form the time-split test set
 
 def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool = True,
              counts: dict[tuple[str, str], int] | None = None, instructions: bool | None = None,
-             scenes: tuple[int, int] | None = None) -> dict[str, Any]:
+             scenes: tuple[int, int] | None = None, knowledge: bool = False) -> dict[str, Any]:
   """Writes the corpus under `out_dir`; returns the manifest. Same seed and size -> same bytes.
   `counts` overrides the records per (source, split) of `size` (tests use a few records).
   `instructions`: write llava/{train,test}.json; by default yes for a named size, no with `counts`
   (a test gets the files it asks for). `scenes`: (fewest, most) scenes per video, e.g. LONG_SCENES
-  for k-BFT; None = MIN_SCENES..MAX_SCENES, byte for byte the corpus without the option."""
+  for k-BFT; None = MIN_SCENES..MAX_SCENES, byte for byte the corpus without the option.
+  `knowledge`: also the content-understanding probes' files (`knowledge`): text-only world-knowledge
+  rows appended to llava/train.json (needs `instructions`), and labels/{train,test}.json, three labelled
+  questions (tone, topic, memorability) per video and post, built apart from the corpus (`lcbm data
+  build llava_json`) so no training run reads them by accident."""
   if size not in SIZES:
     raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
   scene_range = (MIN_SCENES, MAX_SCENES) if scenes is None else tuple(int(n) for n in scenes)
@@ -74,7 +82,10 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
   root = np.random.SeedSequence([seed, 20240917])
   # One independent stream per (source); items draw from their source's stream in order. The
   # instruction stream is spawned fifth, so the first four (and their files) are those of v2.
-  s_acc, s_cbc, s_blift, s_tw, s_inst = (np.random.default_rng(s) for s in root.spawn(5))
+  # The knowledge stream is sixth: spawning six children leaves the first five as they were.
+  s_acc, s_cbc, s_blift, s_tw, s_inst, s_know = (np.random.default_rng(s) for s in root.spawn(6))
+  if knowledge and not instructions:
+    raise UserError("knowledge rows go into the instruction rows (llava/train.json); generate with instructions")
   accounts = make_accounts(s_acc)
   latent_rows: list[dict[str, Any]] = []
   files: list[dict[str, Any]] = []
@@ -141,15 +152,30 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     for split, items in described.items():
       rows = [instructions_lib.video_row(i, path, specs, s_inst) if video
               else instructions_lib.image_row(i, path, specs[0], s_inst) for video, i, path, specs in items]
+      if knowledge and split == "train":
+        rows += knowledge_lib.knowledge_rows(s_know)
       writers.write_json(rows, os.path.join(out_dir, "llava", f"{split}.json"))
       conversations.append({"source": "llava_json", "split": split, "path": f"llava/{split}.json",
                             "count": len(rows), "media_root": "."})
+
+  labels: list[dict[str, Any]] = []
+  if knowledge:
+    by_id = {r["record_id"]: r for r in latent_rows}
+    os.makedirs(os.path.join(out_dir, "labels"), exist_ok=True)
+    for split, items in described.items():
+      rows = [q for video, i, path, _ in items
+              for q in knowledge_lib.label_rows(i, "video" if video else "image", path, by_id[i])]
+      writers.write_json(rows, os.path.join(out_dir, "labels", f"{split}.json"))
+      labels.append({"source": "llava_json", "split": split, "path": f"labels/{split}.json", "count": len(rows),
+                     "media_root": "."})
 
   writers.write_jsonl(latent_rows, os.path.join(out_dir, LATENT_FILE))
   manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": IMAGE_SIZE,
               "size": size if counts == SIZES[size] else "custom",
               "files": files, "instructions": conversations, "latent": LATENT_FILE, "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}
+  if knowledge:   # only then, as below
+    manifest["label_questions"] = labels
   if scene_range != (MIN_SCENES, MAX_SCENES):   # only then: the default manifest stays byte for byte
     manifest["scenes_per_video"] = list(scene_range)
   writers.write_manifest(out_dir, manifest)

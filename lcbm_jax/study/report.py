@@ -100,8 +100,9 @@ def bar_plot(path: str, title: str, groups: Sequence[str], arms: Sequence[str], 
   width = 0.8 / len(arms)
   x = np.arange(len(groups))
   for j, arm in enumerate(arms):
-    err = np.stack([means[:, j] - lows[:, j], highs[:, j] - means[:, j]])
-    ax.bar(x + (j - (len(arms) - 1) / 2) * width, means[:, j], width, yerr=np.nan_to_num(err), capsize=3, label=arm)
+    # A percentile interval need not hold the mean of a skewed statistic: whiskers stop at the bar then.
+    err = np.clip(np.nan_to_num(np.stack([means[:, j] - lows[:, j], highs[:, j] - means[:, j]])), 0, None)
+    ax.bar(x + (j - (len(arms) - 1) / 2) * width, means[:, j], width, yerr=err, capsize=3, label=arm)
   if chance is not None:
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
   ax.set_xticks(x, groups)
