@@ -472,6 +472,9 @@ def _train(config, workdir: str) -> dict:
              "checkpoint": str(ckpt.directory / str(num_steps)), "seen": seen}
   say(f"seen: {seen['tokens']:,} input tokens, {seen['loss_tokens']:,} loss tokens, {seen['images']:,} images"
       + (" (since a resume from a checkpoint without totals)" if seen.get("incomplete") else ""))
+  if jax.process_count() > 1:   # one line from every host: its own shard, and the batches it fed (equal on all)
+    print(f"process {jax.process_index()} of {jax.process_count()}: {data.train.batches} train batches from its "
+          f"shard of {data.train.epoch_size} records", file=sys.stderr)
   if last is not None:
     summary.update(train_loss=float(last["train/loss"]), tokens_per_s=float(last["perf/tokens_per_s"]),
                    mfu=float(last["perf/mfu"]), peak_flops=peak)
