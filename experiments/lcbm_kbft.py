@@ -300,8 +300,7 @@ def evaluate_run(root: str, spec: dict, study: Study, arm: str, seed: int, base:
     shots = _shots(data, regime) if arm == "base" else ""
     labels = [first_label(e, regime) for e in ex]
     # Prompt and label encoded as one text, as training encodes prompt and target; </s> dropped.
-    prompts = [data.codec.encode_segments([shots + e.verbalized.prompt, label], [False, True]).ids[:-1]
-               for e, label in zip(ex, labels)]
+    prompts = [np.concatenate(data.codec.split(shots + e.verbalized.prompt, label)) for e, label in zip(ex, labels)]
     texts = [label + t for label, t in zip(labels, runner.generate(
         prompts, [e.images for e in ex], _max_new_tokens(ex), f"{arm} seed {seed} {regime}"))]
     rows = []
