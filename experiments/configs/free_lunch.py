@@ -32,13 +32,15 @@ def get_config(arg=None):
   if stage not in STAGES or mode not in ("", "cpu"):
     raise UserError(f"free_lunch.py takes STAGE or STAGE,cpu with STAGE one of {', '.join(STAGES)}; got {arg!r}")
   c = config_lib.base_config()
-  # The demo model of the main job (experiments/configs/demo.py): the smallest the study runs.
+  # The demo model of the main job (experiments/configs/demo.py), the smallest the study runs; the
+  # later stages start from a checkpoint and take its shapes with its weights.
   c.model.preset = "demo"
-  c.model.vocab_size = 2048
-  c.model.hidden_size = 128
-  c.model.intermediate_size = 384
-  c.model.num_layers = 6
-  c.model.image_size = 32
+  if stage == "base":
+    c.model.vocab_size = 2048
+    c.model.hidden_size = 128
+    c.model.intermediate_size = 384
+    c.model.num_layers = 6
+    c.model.image_size = 32
   c.model.remat = "save_attn_out"
   c.data.seq_len = 512       # a 7-scene BLIFT video conversation fits
   c.data.batch_size = 8
