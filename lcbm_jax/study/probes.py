@@ -8,6 +8,7 @@ function scores a fine-tuned model on the same items, so zero-shot and fine-tune
 
 Returns per-item values for the study's bootstrap: tone and topic a hit (1/0) per item, memorability
 (expected value of the 00-99 answers under their renormalised probabilities, truth) per item.
+`like_levels` reads a behavior arm's like levels the same way, by scoring.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data_pipeline import verbalize
 from data_pipeline.codec import Codec
 from data_pipeline.world import knowledge
 from lcbm_jax.evaluation.data import EvalData
@@ -62,12 +64,44 @@ def _expected(scores: Sequence[float]) -> float:
   return float(p @ np.arange(len(s)) / p.sum())
 
 
-def majority_rate(labels_dir: str, cfg, tokenizer, task: str, test_ids: Sequence[str]) -> float:
-  """How often the training split's most common answer to `task` is right on the test items."""
+LEVELS = ("low", "medium", "high")
+# How BLIFT writes each kind's like measure (verbalize._blift_behavior), and which answer field holds it.
+_LIKE_LINES = {"post": ("upvotes", lambda v: f"The post will receive {verbalize.views_in_words(v)} upvotes."),
+               "video": ("likes_percent", lambda v: f"The video will be liked by {v:.1f}% of viewers.")}
+
+
+def like_levels(cfg, params, tokenizer, data_dir: str, *, items: int | None = None, batch_size: int = 16) -> dict:
+  """Like levels read by scoring, per kind (posts: upvotes; videos: % of viewers who like it).
+
+  After each held-out item's BLIFT prompt, its true scene description and `>>> BEHAVIOR <<<`, the three
+  levels (LCBM's cut: low < 60th percentile of the training split, high >= 90th) are scored as the
+  behavior line at their training median ("The post will receive 749 upvotes."); the best is the
+  predicted level. Scoring reads what the model expects without its greedy decoding's pull to one
+  number. {kind: {"hits": [0/1 per item], "majority": [0/1 per item], "predicted": {level: n}}}."""
   codec = Codec(tokenizer, cfg.num_image_tokens)
-  data = EvalData(labels_dir, codec, cfg, None, {})
-  train = [e.verbalized.target.strip() for e in data.examples("train", "instruction") if _task_of(e) == task]
-  test = {e.record.record_id.rpartition("/")[0]: e.verbalized.target.strip()
-          for e in data.examples("test", "instruction") if _task_of(e) == task}
-  majority = max(sorted(set(train)), key=train.count)
-  return float(np.mean([test[i] == majority for i in test_ids]))
+  data = EvalData(data_dir, codec, cfg, items, {})
+  runner = Runner(cfg, params, codec, batch_size)
+  train = data.train_answers("blift")
+  out = {}
+  for kind, (key, line) in _LIKE_LINES.items():
+    values = np.array([a[key] for a in train if a[key] is not None and (kind == "video") == (a["replay"] is not None)])
+    if not values.size:
+      continue
+    cuts = (float(np.percentile(values, 60)), float(np.percentile(values, 90)))
+    train_levels = [verbalize.like_level(v, cuts) for v in values]
+    typical = {lvl: float(np.median(values[np.array(train_levels) == lvl])) for lvl in LEVELS if lvl in train_levels}
+    majority = max(sorted(set(train_levels)), key=train_levels.count)
+    ex = data.examples("test", "blift", where=lambda e: ((e.answer["replay"] is not None) == (kind == "video")
+                                                         and e.verbalized.exact[key] is not None))
+    if not ex:
+      continue
+    prompts = [verbalize.blift_behavior_prompt(e.verbalized, "") for e in ex]
+    options = [[codec.continuation(p, line(typical[lvl]), eos=False) for lvl in typical] for p in prompts]
+    scores = runner.score_options([codec.prompt_ids(p) for p in prompts], options, [e.images for e in ex],
+                                  f"like levels ({kind}s)")
+    predicted = [list(typical)[int(np.argmax(s))] for s in scores]
+    true = [verbalize.like_level(e.verbalized.exact[key], cuts) for e in ex]
+    out[kind] = {"hits": [float(p == t) for p, t in zip(predicted, true)],
+                 "majority": [float(t == majority) for t in true],
+                 "predicted": {lvl: predicted.count(lvl) for lvl in typical}, "typical": typical}
+  return out
