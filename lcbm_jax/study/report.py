@@ -91,6 +91,17 @@ def _pyplot():
   return plt
 
 
+def _finish(plt, fig, ax, path: str, title: str) -> str:
+  """Title, legend, layout; saved to `path` (its folder made) and closed."""
+  ax.set_title(title)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def bar_plot(path: str, title: str, groups: Sequence[str], arms: Sequence[str], means, lows, highs,
              *, ylabel: str = "", chance: float | None = None) -> str:
   """Grouped bars (one group per task or regime, one bar per arm) with 95% interval whiskers."""
@@ -107,13 +118,7 @@ def bar_plot(path: str, title: str, groups: Sequence[str], arms: Sequence[str], 
     ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
   ax.set_xticks(x, groups)
   ax.set_ylabel(ylabel)
-  ax.set_title(title)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _finish(plt, fig, ax, path, title)
 
 
 def learning_curves(path: str, title: str, runs: dict[str, Sequence[str]], key: str = "train/loss") -> str:
@@ -132,10 +137,4 @@ def learning_curves(path: str, title: str, runs: dict[str, Sequence[str]], key: 
       ax.plot(steps, values, color=f"C{k}", alpha=0.8, linewidth=1, label=arm if i == 0 else None)
   ax.set_xlabel("step")
   ax.set_ylabel(key)
-  ax.set_title(title)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _finish(plt, fig, ax, path, title)
