@@ -70,7 +70,6 @@ import scipy.stats
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)   # runs from a checkout even before `pip install -e .`
 # The project's own imports come after that line (so they resolve in a plain checkout).
-import jax  # noqa: E402
 
 from data_pipeline import commands, pipeline, verbalize, vocab, world  # noqa: E402
 from data_pipeline.codec import Codec  # noqa: E402
@@ -80,6 +79,7 @@ from lcbm_jax.evaluation.data import EvalData  # noqa: E402
 from lcbm_jax.errors import UserError  # noqa: E402
 from lcbm_jax.evaluation.runner import Runner  # noqa: E402
 from lcbm_jax.study import report, stats  # noqa: E402
+from lcbm_jax.study import runner  # noqa: E402
 from lcbm_jax.study.runner import Study  # noqa: E402
 from lcbm_jax.training import config as config_lib  # noqa: E402
 from lcbm_jax.training import train  # noqa: E402
@@ -205,17 +205,9 @@ def arm_overrides(root: str, spec: dict, arm: str, seed: int) -> list[str]:
           f"--config.seed={seed}", f"--config.num_steps={spec['steps']}", *spec["overrides"]]
 
 
-class Preempted(Exception):
-  """A run stopped by a preemption signal; it checkpointed, and the same command resumes it."""
-
-
 def train_arm(root: str, spec: dict, study: Study, arm: str, seed: int) -> dict:
   config = config_lib.load(_config_path(spec), arm_overrides(root, spec, arm, seed))
-  summary = train.train(config, study.workdir(f"seed{seed}", arm))
-  if summary["preempted"]:
-    raise Preempted(f"seed{seed}/{arm} stopped at step {summary['step']}")
-  # Only what the runs determine (a resumed run gives the same): no throughput, no paths.
-  return {"step": summary["step"], "seen": summary["seen"], "eval_loss": summary["eval_loss"]}
+  return runner.train_run(config, study.workdir(f"seed{seed}", arm), f"seed{seed}/{arm}")
 
 
 def _is_post(e) -> bool:
@@ -404,10 +396,6 @@ def plots(root: str, result: dict, study: Study) -> list[str]:
 
 def run(root: str, spec: dict, results_md: str | None) -> dict:
   study = Study(root, NAME, spec)
-  # Every run compiles the same programs (same shapes): kept on disk, the second run on reuses them.
-  jax.config.update("jax_compilation_cache_dir", os.path.join(study.root, "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   root = study.root
   data_counts = study.step("data", lambda: make_data(root, spec))
   study.step("tokenizer", lambda: make_tokenizer(root, spec))
@@ -440,11 +428,7 @@ def main(argv=None) -> int:
   parser.add_argument("--results-md", default=None, help="also update this file's study block (docs/results.md)")
   args = parser.parse_args(argv)
   spec = SMOKE if args.smoke else FULL
-  try:
-    result = run(args.workdir, spec, args.results_md)
-  except Preempted as e:
-    print(f"{e}; it checkpointed: run the same command to resume the study", file=sys.stderr)
-    return 0
+  result = run(args.workdir, spec, args.results_md)
   if args.smoke:
     check_shape(result)
   return 0
@@ -453,4 +437,4 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
   from lcbm_jax.cli import errors   # importable once the checkout is on sys.path (above)
   # A user-fixable mistake (e.g. a workdir holding another study) is one line and exit 2.
-  sys.exit(errors.exit_code(main, prog=NAME))
+  sys.exit(errors.exit_code(runner.resumable(main), prog=NAME))

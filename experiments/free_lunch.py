@@ -152,15 +152,10 @@ def row_lengths(built: str, tokenizer_dir: str, smoke: bool) -> dict:
 
 
 def train_stage(stage: str, workdir: str, overrides: list[str], smoke: bool) -> dict:
-  from lcbm_jax.training import config as config_lib, train   # as in prepare_data
+  from lcbm_jax.study import runner   # as in prepare_data
+  from lcbm_jax.training import config as config_lib
   config = config_lib.load(f"{CONFIG}:{stage}{',cpu' if smoke else ''}", overrides)
-  summary = train.train(config, workdir)
-  if summary["preempted"]:
-    raise SystemExit(f"{workdir}: stopped at step {summary['step']} and checkpointed; run the same command to resume")
-  seen = summary["seen"]
-  print(f"  {stage} {os.path.relpath(workdir)}: {seen['tokens']:,} input tokens, {seen['loss_tokens']:,} loss "
-        f"tokens, {seen['images']:,} images in {summary['step']} steps", file=sys.stderr)
-  return {"steps": summary["step"], "seen": seen, "eval_loss": summary["eval_loss"]}
+  return runner.train_run(config, workdir, f"{stage} {os.path.relpath(workdir)}")
 
 
 def probe(workdir: str, labels_dir: str, items: int) -> dict:
@@ -389,4 +384,5 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
   sys.path.insert(0, _ROOT)   # runs from a checkout even before `pip install -e .`
   from lcbm_jax.cli import errors   # importable once the checkout is on sys.path
-  sys.exit(errors.exit_code(main, prog="free_lunch"))
+  from lcbm_jax.study import runner
+  sys.exit(errors.exit_code(runner.resumable(main), prog="free_lunch"))

@@ -65,7 +65,6 @@ import numpy as np
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)   # runs from a checkout even before `pip install -e .`
 # The project's own imports come after that line (so they resolve in a plain checkout).
-import jax  # noqa: E402
 
 from data_pipeline import commands, pipeline, verbalize, vocab, world  # noqa: E402
 from data_pipeline import tokenizer as tokenizer_lib  # noqa: E402
@@ -75,6 +74,7 @@ from lcbm_jax.evaluation.data import EvalData  # noqa: E402
 from lcbm_jax.evaluation.runner import Runner  # noqa: E402
 from data_pipeline.codec import Codec  # noqa: E402
 from lcbm_jax.study import report, stats  # noqa: E402
+from lcbm_jax.study import runner  # noqa: E402
 from lcbm_jax.study.runner import Study  # noqa: E402
 from lcbm_jax.training import config as config_lib  # noqa: E402
 from lcbm_jax.training import train  # noqa: E402
@@ -108,10 +108,6 @@ SMOKE = {
     "overrides": ["--config.checkpoint.every_steps=6", "--config.eval.every_steps=0", "--config.eval.batches=1",
                   "--config.log.peak_flops=1e11", "--config.log.every_steps=2"],
 }
-
-
-class Preempted(Exception):
-  """A run stopped by a preemption signal; it checkpointed, and the same command resumes it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,14 +174,7 @@ def make_tokenizer(root: str, spec: dict) -> dict:
 
 def train_arm(root: str, spec: dict, study: Study, arm: str, seed: int) -> dict:
   config = config_lib.load(_config_spec(spec), arm_overrides(root, spec, arm, seed))
-  summary = train.train(config, study.workdir(arm, f"seed{seed}"))
-  if summary["preempted"]:
-    raise Preempted(f"{arm} seed {seed} stopped at step {summary['step']}")
-  seen = summary["seen"]
-  print(f"[{NAME}] {arm} seed {seed}: {seen['tokens']:,} input tokens, {seen['loss_tokens']:,} loss tokens, "
-        f"{seen['images']:,} images in {summary['step']} steps", file=sys.stderr, flush=True)
-  return {"steps": summary["step"], "seen": seen, "eval_loss": summary["eval_loss"],
-          "train_loss": summary["train_loss"]}
+  return runner.train_run(config, study.workdir(arm, f"seed{seed}"), f"[{NAME}] {arm} seed {seed}")
 
 
 def _examples(data: EvalData, regime: str) -> list:
@@ -542,10 +531,6 @@ def dry_run(root: str, spec: dict) -> None:
 
 def run(root: str, spec: dict, results_md: str | None) -> dict:
   study = Study(root, NAME, spec)
-  # Every run compiles the same programs (same shapes): kept on disk, the second run on reuses them.
-  jax.config.update("jax_compilation_cache_dir", os.path.join(study.root, "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   root = study.root
   data_counts = study.step("data", lambda: make_data(root, spec))
   study.step("tokenizer", lambda: make_tokenizer(root, spec))
@@ -580,11 +565,7 @@ def main(argv=None) -> int:
   if args.dry_run:
     dry_run(args.workdir, spec)
     return 0
-  try:
-    result = run(args.workdir, spec, args.results_md)
-  except Preempted as e:
-    print(f"{e}; it checkpointed: run the same command to resume the study", file=sys.stderr)
-    return 0
+  result = run(args.workdir, spec, args.results_md)
   if args.smoke:
     check_shape(result)
   return 0
@@ -593,4 +574,4 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
   from lcbm_jax.cli import errors   # importable once the checkout is on sys.path (above)
   # A user-fixable mistake (e.g. a workdir holding another study) is one line and exit 2.
-  sys.exit(errors.exit_code(main, prog=NAME))
+  sys.exit(errors.exit_code(runner.resumable(main), prog=NAME))

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "free_lunch.py")
+import study_helpers
+
 ARMS, TASKS, FRACTIONS = ("base", "behavior", "control"), ("tone", "topic", "memorability"), ("25", "50", "100")
-
-
-def _env(cache):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one CPU device, as a user's laptop
-  # Both studies share one compilation cache, so the second compiles nothing.
-  return {**env, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache)}
 
 
 def _check_shape(result: dict, seeds: int) -> None:
@@ -44,9 +35,9 @@ def _check_shape(result: dict, seeds: int) -> None:
   assert lengths["blift"]["rows"] == lengths["blift_twin"]["rows"] > 0
 
 
-def _run(workdir, cache, timeout=1200):
-  return subprocess.run([sys.executable, SCRIPT, "--workdir", str(workdir), "--smoke"], capture_output=True,
-                        text=True, env=_env(cache), timeout=timeout)
+def _run(workdir, cache):
+  # Both studies share one compilation cache, so the second compiles nothing.
+  return study_helpers.run("free_lunch", "--workdir", str(workdir), "--smoke", JAX_COMPILATION_CACHE_DIR=str(cache))
 
 
 @pytest.mark.slow
@@ -61,8 +52,8 @@ def test_smoke_table_and_a_killed_study_resumed(tmp_path):
   assert "0 step(s) reused" in ref.stdout
 
   # Killed once seed 0's arms are trained and its probes are under way; started again.
-  proc = subprocess.Popen([sys.executable, SCRIPT, "--workdir", str(tmp_path / "run"), "--smoke"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path / "cache"))
+  proc = study_helpers.start("free_lunch", "--workdir", str(tmp_path / "run"), "--smoke",
+                             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"))
   marker = tmp_path / "run" / "steps" / "seed0" / "behavior" / "ft25" / "train.json"
   deadline = time.time() + 900
   while not marker.exists() and proc.poll() is None and time.time() < deadline:

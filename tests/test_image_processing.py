@@ -15,7 +15,6 @@ checked within two levels and `backend="pil"` to 1e-6.
 import dataclasses
 import io
 import json
-import os
 import types
 
 import numpy as np

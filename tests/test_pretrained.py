@@ -403,7 +403,7 @@ def test_sharded_init_peak_memory_is_about_the_weights(tmp_path, fmt):
   one 2-core box and 1.30x on the CI box, so the bound sits between the two cases it tells apart."""
   from lcbm_jax import checkpoint
   from lcbm_jax.export import hf
-  from lcbm_jax.model import lcbm, presets
+  from lcbm_jax.model import lcbm
   tok = hf_helpers.tiny_tokenizer()
   base = hf_helpers.our_config(tok)
   text = dataclasses_replace(base.text, hidden_size=1024, intermediate_size=2048, num_hidden_layers=6,

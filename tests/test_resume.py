@@ -16,7 +16,6 @@ The runs share a JAX compilation cache (in the test's temp dir) so only the firs
 import dataclasses
 import glob
 import json
-import os
 import pathlib
 import random
 import signal

@@ -3,11 +3,7 @@ result.json, intervals, a rerun that reuses every step and writes the same resul
 wired (every arm's config loads and passes the pipeline's checks), and its AUC statistic."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,27 +13,13 @@ from lcbm_jax.study import report
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "domain_adaptation.py")
+import study_helpers
 
-
-def _module():
-  spec = importlib.util.spec_from_file_location("domain_adaptation", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-da = _module()
+da = study_helpers.load("domain_adaptation")
 
 
 def _run(*args):
-  # One CPU device, as the command runs outside the tests (conftest's 8 simulated devices would split
-  # every batch eight ways on 2 cores).
-  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()}
-  return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=1200)
+  return study_helpers.run("domain_adaptation", *args)
 
 
 @pytest.mark.slow
@@ -58,7 +40,7 @@ def test_smoke_study_has_every_arm_seed_and_test_set_and_resumes_to_the_same_res
       assert result["baselines"][key]["chance"] == da.METRICS[m][2]
   for arm in result["arms"]:
     for seed in result["runs"][arm].values():
-      assert seed["step"] == da.SMOKE["steps"] and seed["seen"]["loss_tokens"] > 0
+      assert seed["steps"] == da.SMOKE["steps"] and seed["seen"]["loss_tokens"] > 0
   # Accuracy's baseline is the majority class, a share of the items; both tweet splits hold both levels.
   for test in ("tweets_time", "tweets_brand"):
     assert 0.5 <= result["baselines"][f"{test}/accuracy"]["majority"] < 1.0

@@ -4,11 +4,8 @@ with its k and passes the pipeline's checks), the scoring of a generation, and `
 training windows."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,27 +17,13 @@ from lcbm_jax.study import report
 from lcbm_jax.training import config as config_lib
 from lcbm_jax.training import train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "experiments", "lcbm_kbft.py")
+import study_helpers
 
-
-def _module():
-  spec = importlib.util.spec_from_file_location("lcbm_kbft", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-kb = _module()
+kb = study_helpers.load("lcbm_kbft")
 
 
 def _run(*args):
-  # One CPU device, as the command runs outside the tests (conftest's 8 simulated devices would split
-  # every batch eight ways on 2 cores).
-  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()}
-  return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=1200)
+  return study_helpers.run("lcbm_kbft", *args)
 
 
 @pytest.fixture(scope="module")

@@ -34,14 +34,7 @@ def get_config(arg=None):
   c = config_lib.base_config()
   # The demo model of the main job (experiments/configs/demo.py), the smallest the study runs; the
   # later stages start from a checkpoint and take its shapes with its weights.
-  c.model.preset = "demo"
-  if stage == "base":
-    c.model.vocab_size = 2048
-    c.model.hidden_size = 128
-    c.model.intermediate_size = 384
-    c.model.num_layers = 6
-    c.model.image_size = 32
-  c.model.remat = "save_attn_out"
+  config_lib.demo_model(c, shapes=stage == "base")
   c.data.seq_len = 512       # a 7-scene BLIFT video conversation fits
   c.data.batch_size = 8
   c.mesh.data = -1
@@ -67,10 +60,9 @@ def get_config(arg=None):
     c.data.tasks = ("instruction",)
     c.data.weights = (1.0,)
   if mode == "cpu":
-    c.model.preset = "tiny"
-    c.model.vocab_size = c.model.hidden_size = c.model.intermediate_size = c.model.num_layers = 0
-    c.model.image_size = 0
-    c.model.remat = ""
+    c.model.preset, c.model.remat = "tiny", ""
+    for key in config_lib.SHAPE_KEYS:
+      c.model[key] = 0
     c.num_steps = {"base": 6, "behavior": 4, "control": 4, "finetune": 2}[stage]
     c.optim.warmup_steps = 1
     c.checkpoint.every_steps = 1000

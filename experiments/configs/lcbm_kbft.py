@@ -24,13 +24,7 @@ def get_config(arg=None):
   c.seed = 0
   # demo.py's model: narrow and deep enough to move replay below the per-scene mean on 2 cores,
   # 32-pixel frames (4 image tokens) so a 16-scene video fits a 768-token row.
-  c.model.preset = "demo"
-  c.model.vocab_size = 2048
-  c.model.hidden_size = 128
-  c.model.intermediate_size = 384
-  c.model.num_layers = 6
-  c.model.image_size = 32
-  c.model.remat = "save_attn_out"
+  config_lib.demo_model(c)
   c.data.dir = "runs/kbft/data"
   c.data.tasks = ("behavior_simulation", "kbft")
   c.data.weights = (1.0, 1.0)
@@ -51,8 +45,6 @@ def get_config(arg=None):
   c.log.every_steps = 10
   if arg == "cpu":
     config_lib.cpu_mode(c, num_steps=20, seq_len=512, warmup_steps=3)
-    c.model.vocab_size = c.model.hidden_size = c.model.intermediate_size = c.model.image_size = 0
-    c.model.num_layers = 0
     c.data.kbft_k = 3
   elif arg is not None:
     raise UserError(f"lcbm_kbft.py takes no arg or 'cpu', got {arg!r}")

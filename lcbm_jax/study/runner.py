@@ -26,11 +26,15 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import jax
 
 from lcbm_jax.errors import UserError
+from lcbm_jax.training import train
+
+if TYPE_CHECKING:   # the config type for the signature only
+  import ml_collections
 
 STUDY_FILE = "study.json"
 
@@ -79,6 +83,10 @@ class Study:
       write_json_atomic(path, want)
     if not jax.config.jax_compilation_cache_dir:
       jax.config.update("jax_compilation_cache_dir", os.path.join(self.root, "jax_cache"))
+      # Every program a study's runs share, however quick it compiled: the fine-tunes and probes are
+      # many short runs whose compiles would otherwise dominate them.
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+      jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
   def workdir(self, *parts: str) -> str:
     return os.path.join(self.root, "runs", *parts)
@@ -111,3 +119,35 @@ class Study:
   def summary(self) -> str:
     return (f"[{self.name}] {len(self.reused)} step(s) reused (finished before, not redone), "
             f"{len(self.ran)} run now")
+
+
+class Preempted(Exception):
+  """A study's training run stopped by a preemption signal (SIGTERM) after checkpointing its step."""
+
+
+def train_run(config: "ml_collections.ConfigDict", workdir: str, label: str) -> dict:
+  """Trains one run of a study in `workdir` (resuming its newest checkpoint) and returns only what the
+  run determines - no timings, no paths - so a resumed run's step output equals an uninterrupted one's.
+
+  Prints what the run saw (input tokens, loss tokens, images): every arm's token budget is on record.
+  Raises `Preempted` when a signal stopped it; `resumable` turns that into the exit of `lcbm train`.
+  """
+  summary = train.train(config, workdir)
+  if summary["preempted"]:
+    raise Preempted(f"{label} stopped at step {summary['step']} and checkpointed")
+  seen = summary["seen"]
+  print(f"  {label}: {seen['tokens']:,} input tokens, {seen['loss_tokens']:,} loss tokens, {seen['images']:,} "
+        f"images in {summary['step']} steps", file=sys.stderr, flush=True)
+  return {"steps": summary["step"], "seen": seen, "eval_loss": summary["eval_loss"]}
+
+
+def resumable(main: Callable[..., int | None]) -> Callable[..., int]:
+  """`main` for a study script: a preempted run ends the study with exit 0 and the way to resume, as a
+  preempted `lcbm train` does (a relaunch loop reruns the same command; finished steps are reused)."""
+  def wrapped(*args, **kwargs) -> int:
+    try:
+      return int(main(*args, **kwargs) or 0)
+    except Preempted as e:
+      print(f"{e}; run the same command to resume the study (finished steps are reused)", file=sys.stderr)
+      return 0
+  return wrapped

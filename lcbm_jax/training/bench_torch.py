@@ -11,7 +11,6 @@ torch and transformers come from the test extra (`pip install -e '.[test]'`).
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 
 import jax

@@ -16,7 +16,6 @@ directories, over `checkpoint.param_readers` for our own checkpoints). `Start.re
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 import jax

@@ -37,7 +37,6 @@ import jax
 
 from lcbm_jax import sharding
 from lcbm_jax.errors import UserError
-from lcbm_jax.model import presets
 from lcbm_jax.training import config as config_lib, train
 
 GIB = 2**30
