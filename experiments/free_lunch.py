@@ -24,8 +24,8 @@ fine-tuned on 100% is above chance, interval excluding chance), (c) the behavior
 input and loss tokens within 5% of each other. It reports what it measured either way.
 
 Full-mode budget on the 2-core box (0.4-0.8 s a step): data ~2 min; per seed base 600 steps, two arms of
-800, nine fine-tunes of 60, twelve probe evaluations and one behavior evaluation, ~35 min; about 2 h in
-all (JAX's compilation cache in the workdir: each program compiles once). The study resumes: run the same command again after an interruption (even SIGKILL); finished runs
+800, nine fine-tunes of 50, 100 and 200 steps, twelve probe evaluations and one behavior evaluation,
+~40 min; about 2 h in all (JAX's compilation cache in the workdir: each program compiles once). The study resumes: run the same command again after an interruption (even SIGKILL); finished runs
 are reused (counted on the last line), an interrupted training run continues from its last checkpoint.
 Outputs in --workdir: result.json (numbers only), results.md, free_lunch_*.png.
 """
@@ -50,9 +50,14 @@ MODES = {
     # corpus records per (source, split); labelled items N (half videos, half posts); probe test items
     "full": {"counts": {("cbc", "train"): 1800, ("cbc", "test"): 300, ("blift", "train"): 1500,
                         ("blift", "test"): 300},
-             "labelled": 200, "test_items": 200, "behavior_items": 150, "seeds": 3},
+             "labelled": 200, "test_items": 200, "behavior_items": 150, "seeds": 3,
+             # Fine-tuning steps per labelled fraction: the same number of passes over each subset. At
+             # 60 steps and lr 1e-3 for every fraction, no arm learned tone even on its training items
+             # (0.28 on the 100% set's own items); 200 steps at 3e-3 reached 0.54 there, 0.42 held out.
+             "finetune_steps": {25: 50, 50: 100, 100: 200}},
     "smoke": {"counts": {("cbc", "train"): 24, ("cbc", "test"): 8, ("blift", "train"): 24, ("blift", "test"): 8},
-              "labelled": 8, "test_items": 8, "behavior_items": 6, "seeds": 2},
+              "labelled": 8, "test_items": 8, "behavior_items": 6, "seeds": 2,
+              "finetune_steps": {25: 2, 50: 2, 100: 2}},
 }
 NO_TWEETS = {("tweets", "train"): 0, ("tweets", "test_time"): 0, ("tweets", "test_brand"): 0}
 
@@ -194,8 +199,8 @@ def run_seed(study, seed: int, data: dict, mode: dict, smoke: bool) -> dict:
     for pct in FRACTIONS:
       ft = study.workdir(f"seed{seed}", f"{arm}_ft{pct}")
       study.step(f"seed{seed}/{arm}/ft{pct}/train", lambda arm=arm, pct=pct, ft=ft: train_stage(
-          "finetune", ft, [*common, f"--config.data.dir={labels_dir[pct]}", f"--config.init.checkpoint={wd[arm]}"],
-          smoke))
+          "finetune", ft, [*common, f"--config.data.dir={labels_dir[pct]}", f"--config.init.checkpoint={wd[arm]}",
+                           f"--config.num_steps={mode['finetune_steps'][pct]}"], smoke))
       out["finetuned"].setdefault(arm, {})[pct] = study.step(f"seed{seed}/{arm}/ft{pct}/probe", lambda ft=ft: probe(
           ft, labels_dir[100], mode["test_items"]))
   out["behavior"] = study.step(f"seed{seed}/behavior/behavior_check", lambda: behavior_check(

@@ -22,7 +22,8 @@ from lcbm_jax.training import config as config_lib
 STAGES = ("base", "behavior", "control", "finetune")
 # Full-mode steps per stage on the demo-sized model (0.4-0.8 s a step on 2 cores; experiments/free_lunch.py
 # has the whole budget).
-STEPS = {"base": 600, "behavior": 800, "control": 800, "finetune": 60}
+# The study sets each fine-tune's steps by its labelled fraction (MODES["full"]["finetune_steps"]).
+STEPS = {"base": 600, "behavior": 800, "control": 800, "finetune": 200}
 
 
 def get_config(arg=None):
@@ -39,7 +40,8 @@ def get_config(arg=None):
   c.data.batch_size = 8
   c.mesh.data = -1
   c.num_steps = STEPS[stage]
-  c.optim.lr = 3e-3 if stage == "base" else 1e-3
+  # The arms continue the base gently; a fine-tune has a few hundred rows to learn from in 50-200 steps.
+  c.optim.lr = 1e-3 if stage in ("behavior", "control") else 3e-3
   c.optim.warmup_steps = 20 if stage != "finetune" else 5
   c.optim.end_lr_ratio = 0.05
   c.optim.weight_decay = 0.05
