@@ -376,7 +376,8 @@ def main(argv=None) -> int:
   data = prepare_data(study, mode, args.smoke)
   # As the steps read back from disk (fractions as string keys), whether they ran now or before.
   runs = {s: json.loads(json.dumps(run_seed(study, s, data, mode, args.smoke))) for s in seeds}
-  result = build_result(seeds, runs, data, mode_name)
+  # Rendered as result.json holds it (JSON types), so docs/results.md's table re-renders from that file.
+  result = json.loads(json.dumps(build_result(seeds, runs, data, mode_name), default=float))
   markdown = render(result)
   report.write_outputs(study.root, "free_lunch", result, markdown, args.results_md)
   for p in plots(result, study, study.root):
