@@ -370,7 +370,8 @@ def main(argv=None) -> int:
   mode_name = "smoke" if args.smoke else "full"
   mode = MODES[mode_name]
   seeds = list(range(args.seeds or mode["seeds"]))
-  spec = {"mode": mode_name, "seeds": seeds, **{k: v for k, v in mode.items() if k != "counts"},
+  # The seeds asked for (--seeds), not the mode's default count: a study run with other seeds is another study.
+  spec = {"mode": mode_name, **{k: v for k, v in mode.items() if k not in ("counts", "seeds")}, "seeds": seeds,
           "counts": {f"{s}/{p}": n for (s, p), n in mode["counts"].items()}}
   study = Study(args.workdir, "free_lunch", spec)
   data = prepare_data(study, mode, args.smoke)
