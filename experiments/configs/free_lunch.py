@@ -63,9 +63,7 @@ def get_config(arg=None):
     c.data.tasks = ("instruction",)
     c.data.weights = (1.0,)
   if mode == "cpu":
-    c.model.preset, c.model.remat = "tiny", ""
-    for key in config_lib.SHAPE_KEYS:
-      c.model[key] = 0
+    config_lib.tiny_model(c)
     c.num_steps = {"base": 6, "behavior": 4, "control": 4, "finetune": 2}[stage]
     c.optim.warmup_steps = 1
     c.checkpoint.every_steps = 1000

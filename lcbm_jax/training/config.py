@@ -151,16 +151,22 @@ def demo_model(c: ml_collections.ConfigDict, *, shapes: bool = True) -> ml_colle
   return c
 
 
+def tiny_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `tiny` preset as it is: none of a recipe's shape overrides, no remat (the seconds-long CPU variants)."""
+  c.model.preset, c.model.remat = "tiny", ""
+  for key in SHAPE_KEYS:
+    c.model[key] = 0
+  return c
+
+
 def cpu_mode(c: ml_collections.ConfigDict, *, num_steps: int, seq_len: int,
              warmup_steps: int) -> ml_collections.ConfigDict:
   """The small CPU variant every recipe offers (`NAME.py:cpu`): the tiny preset with none of the
   recipe's shape overrides (or the init checkpoint's own architecture and dtypes: `init.*` and
   `model.*dtype` / `remat` are left to the command line), batches of 8 from the main process on a
   data-only mesh, lr 3e-3, a checkpoint and an eval halfway and at the end."""
-  c.model.preset = "tiny"
-  for key in SHAPE_KEYS:
-    c.model[key] = 0
-  c.model.param_dtype = c.model.compute_dtype = c.model.remat = ""
+  tiny_model(c)
+  c.model.param_dtype = c.model.compute_dtype = ""
   c.init.checkpoint = c.init.vision_dir = c.init.llm_dir = ""
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = -1, 1, 1
   c.data.seq_len = seq_len
