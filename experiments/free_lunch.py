@@ -367,12 +367,17 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   from lcbm_jax.study import report   # after sys.path has the checkout (bottom)
   from lcbm_jax.study.runner import Study
+  from lcbm_jax.training import config as config_lib
   mode_name = "smoke" if args.smoke else "full"
   mode = MODES[mode_name]
   seeds = list(range(args.seeds or mode["seeds"]))
-  # The seeds asked for (--seeds), not the mode's default count: a study run with other seeds is another study.
-  spec = {"mode": mode_name, **{k: v for k, v in mode.items() if k not in ("counts", "seeds")}, "seeds": seeds,
-          "counts": {f"{s}/{p}": n for (s, p), n in mode["counts"].items()}}
+  # What every finished step depends on: the mode's sizes and each stage's config as it loads now (an edit
+  # to experiments/configs/free_lunch.py between sittings is another study, not a silent mix). Not the
+  # seeds: each seed's runs are its own steps, so a study asked for more seeds reuses the ones it has.
+  stages = {st: config_lib.load(f"{CONFIG}:{st}{',cpu' if args.smoke else ''}").to_dict()
+            for st in ("base", "behavior", "control", "finetune")}
+  spec = {"mode": mode_name, **{k: v for k, v in mode.items() if k not in ("counts", "seeds")},
+          "counts": {f"{s}/{p}": n for (s, p), n in mode["counts"].items()}, "stages": stages}
   study = Study(args.workdir, "free_lunch", spec)
   data = prepare_data(study, mode, args.smoke)
   # As the steps read back from disk (fractions as string keys), whether they ran now or before.
