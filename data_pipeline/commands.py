@@ -4,6 +4,8 @@ library behind `lcbm data build` and `lcbm data inspect` (lcbm_jax/cli/data.py).
   lcbm data generate --out /tmp/bw                                   # the embedded corpus (H3)
   lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built   # + its llava/ instruction rows
   lcbm data inspect /tmp/built --seq-len 512
+  lcbm data build --source behavior_world --input gs://B/bw --out gs://B/built --beam \
+      --beam-options="--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing"
 """
 from __future__ import annotations
 
@@ -18,24 +20,29 @@ from data_pipeline import pipeline, records, sources, verbalize, vocab
 from data_pipeline.sources import behavior_world
 from data_pipeline.tfds_builders import builder as builder_lib
 from data_pipeline import tokenizer as tokenizer_lib
+from lcbm_jax import paths
 from lcbm_jax.errors import UserError
 
 
 def build_corpus(source: str, input_path: str, out_dir: str, media_root=None, *,
-                 max_text_chars: int = builder_lib.MAX_TEXT_CHARS) -> list[dict[str, Any]]:
+                 max_text_chars: int = builder_lib.MAX_TEXT_CHARS, beam_options: str | None = None
+                 ) -> list[dict[str, Any]]:
   """Builds `input_path` into `out_dir`; returns one quarantine report per built dataset.
 
   `media_root`: None (next to the input), a directory, or a list of them (`records.MediaRoots.of`).
+  Any of the paths may be gs://. `beam_options`: build on Apache Beam, with these pipeline options
+  ("" = Beam's defaults; e.g. "--runner=DirectRunner --direct_num_workers=2
+  --direct_running_mode=multi_processing"): the same records, bytes and reports.
 
   `source="behavior_world"` builds every sub-corpus a generated directory lists (cbc, blift, tweets,
   and llava_json: its instruction rows).
   """
-  if not os.path.exists(input_path):
+  if not paths.exists(input_path):
     raise UserError(f"--input {input_path} does not exist")
   media_root = records.MediaRoots.of(media_root)
   for root in ([] if media_root is None else [media_root.root, *media_root.extra]
                if isinstance(media_root, records.MediaRoots) else [media_root]):
-    if not os.path.isdir(root):
+    if not paths.isdir(root):
       raise UserError(f"--media-root {root} is not a directory")
   if source == "behavior_world":
     by_source: dict[str, dict[str, Any]] = collections.defaultdict(dict)
@@ -48,12 +55,23 @@ def build_corpus(source: str, input_path: str, out_dir: str, media_root=None, *,
   else:
     cls = builder_lib.builder_class(source)
     plan = [(cls, builder_lib.input_splits(cls, input_path, media_root), input_path)]
+  beam = None if beam_options is None else _beam(beam_options)
   reports = []
   for cls, splits, desc in plan:
-    builder, report = builder_lib.build(cls, splits, out_dir, desc, max_text_chars)
+    builder, report = builder_lib.build(cls, splits, out_dir, desc, max_text_chars, beam)
     report["path"] = builder.data_dir
     reports.append(report)
   return reports
+
+
+def _beam(options: str):
+  try:
+    from data_pipeline.tfds_builders import beam_build   # here: apache-beam is an optional extra
+  except ImportError as e:
+    if not (e.name or "").startswith("apache_beam"):
+      raise
+    raise UserError("--beam needs Apache Beam: pip install 'lcbm-jax[beam]' (or pip install apache-beam)") from None
+  return beam_build.Beam(beam_build.pipeline_options(options))
 
 
 def format_report(report: dict[str, Any]) -> str:

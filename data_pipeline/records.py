@@ -22,6 +22,8 @@ from typing import Any, Mapping
 
 from PIL import Image
 
+from lcbm_jax import paths
+
 # Reason code -> what it means. Reports and the README's data section lists these.
 REASONS: dict[str, str] = {
     "unreadable_file": "the whole file cannot be opened or parsed in its format (e.g. not parquet)",
@@ -366,21 +368,34 @@ def media_path(ref: MediaRef, media_root: str | os.PathLike | None) -> str:
 
   A path that resolves outside the root (`../`, an absolute path elsewhere, a symlink that leads out)
   and outside every extra root (`MediaRoots`) is RecordError("media_outside_root") before anything is
-  opened. Without a root (library use on paths the caller chose) the path is taken as it is.
+  opened. Without a root (library use on paths the caller chose) the path is taken as it is. A root
+  on an object store (gs://) holds no symlinks: there `..` and `.` are folded in the key and the
+  result must lie under the root's prefix.
   """
   if media_root is None:
     return ref.path
-  if os.path.isabs(ref.path) and isinstance(media_root, ImplicitRoot):
+  absolute = os.path.isabs(ref.path) or paths.is_remote(ref.path)
+  if absolute and isinstance(media_root, ImplicitRoot):
     raise RecordError("media_outside_root", f"{ref.path} is an absolute path: name the directory that holds it "
                       "with --media-root (which may be repeated)")
-  root = os.path.realpath(media_root)
-  roots = [root] + [os.path.realpath(r) for r in getattr(media_root, "extra", ())]
-  path = os.path.realpath(ref.path if os.path.isabs(ref.path) else os.path.join(root, ref.path))
-  if not any(os.path.commonpath([r, path]) == r for r in roots):
+  root = _resolved(os.fspath(media_root))
+  roots = [root] + [_resolved(r) for r in getattr(media_root, "extra", ())]
+  path = _resolved(ref.path if absolute else paths.join(root, ref.path))
+  if not any(_inside(path, r) for r in roots):
     where = f"the media root {root}" if len(roots) == 1 else f"every media root ({', '.join(roots)})"
     raise RecordError("media_outside_root", f"{ref.path} resolves to {path}, outside {where} "
                       "(name the directory that holds it with --media-root, which may be repeated)")
   return path
+
+
+def _resolved(p: str) -> str:
+  return paths.normpath(p) if paths.is_remote(p) else os.path.realpath(p)
+
+
+def _inside(path: str, root: str) -> bool:
+  if paths.is_remote(root) or paths.is_remote(path):
+    return paths.is_remote(root) and (path == root or path.startswith(root.rstrip("/") + "/"))
+  return os.path.commonpath([root, path]) == root
 
 
 def _read_regular_file(path: str, shown: str) -> bytes:
@@ -388,7 +403,10 @@ def _read_regular_file(path: str, shown: str) -> bytes:
 
   No-follow and non-blocking, so a symlink swapped in after `media_path` or a FIFO cannot redirect
   or hang the read; `fstat` of the open file decides, so a directory, device or socket is never read.
+  An object (gs://) is read through `lcbm_jax.paths`, as far as the same bound.
   """
+  if paths.is_remote(path):
+    return _read_object(path, shown)
   flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
   try:
     fd = os.open(path, flags)
@@ -415,6 +433,18 @@ def _read_regular_file(path: str, shown: str) -> bytes:
     return b"".join(chunks)
   finally:
     os.close(fd)
+
+
+def _read_object(url: str, shown: str) -> bytes:
+  try:
+    with paths.open_read(url) as f:
+      return f.read(MAX_MEDIA_BYTES + 1)
+  except FileNotFoundError:
+    raise RecordError("missing_media", f"{shown} not found") from None
+  except IsADirectoryError:
+    raise RecordError("not_regular_file", f"{shown} is a directory") from None
+  except OSError as e:
+    raise RecordError("missing_media", f"{shown}: {e}"[:300]) from None
 
 
 def read_media_bytes(ref: MediaRef, media_root: str | os.PathLike | None) -> bytes:

@@ -11,12 +11,19 @@ What an object store cannot do, and what happens instead:
 - `array_record` reads and writes local files only (without TensorFlow): a remote data dir is copied
   to the local cache once (`local_data_dir`) and read from there.
 Renames are not atomic on an object store; a single object write is, which is what a manifest needs.
+
+Corpus readers and `lcbm data build` (local or on Beam workers) name their files through the os.path
+look-alikes at the end (`exists`, `isdir`, `join`, `open_read`, ...): a local path goes to os.path
+unchanged (the strings in quarantine reports stay what they were), a gs:// one to epath.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pathlib
+import posixpath
+from typing import IO
 
 from etils import epath
 
@@ -100,3 +107,62 @@ def copy_tree(src: epath.Path, dst: epath.Path, skip: tuple[str, ...] = ()) -> N
       copy_tree(p, dst / p.name, ())
     else:
       (dst / p.name).write_bytes(p.read_bytes())
+
+
+# ---------------------------------------------------------------------------------------------
+# os.path for paths that may be URLs (local: os.path itself; remote: epath, posixpath on the key).
+
+def _split(p: str) -> tuple[str, str]:
+  scheme = next(s for s in REMOTE_SCHEMES if p.startswith(s))
+  return scheme, p[len(scheme):]
+
+
+def exists(p) -> bool:
+  p = os.fspath(p)
+  return path(p).exists() if is_remote(p) else os.path.exists(p)
+
+
+def isdir(p) -> bool:
+  p = os.fspath(p)
+  return path(p).is_dir() if is_remote(p) else os.path.isdir(p)
+
+
+def isfile(p) -> bool:
+  p = os.fspath(p)
+  return path(p).is_file() if is_remote(p) else os.path.isfile(p)
+
+
+def listdir(p) -> list[str]:
+  p = os.fspath(p)
+  return [c.name for c in path(p).iterdir()] if is_remote(p) else os.listdir(p)
+
+
+def join(p, *parts: str) -> str:
+  return os.path.join(os.fspath(p), *parts)   # a URL joins as a POSIX path
+
+
+def dirname(p) -> str:
+  return os.path.dirname(os.fspath(p))
+
+
+def normpath(p) -> str:
+  """os.path.normpath; for a URL, `..` and `.` folded in its key (the bucket stays: `gs://b/..` is `gs://b`)."""
+  p = os.fspath(p)
+  if not is_remote(p):
+    return os.path.normpath(p)
+  scheme, rest = _split(p)
+  bucket, _, key = rest.partition("/")
+  key = posixpath.normpath("/" + key).lstrip("/")
+  return f"{scheme}{bucket}/{key}" if key else f"{scheme}{bucket}"
+
+
+def abspath(p) -> str:
+  p = os.fspath(p)
+  return normpath(p) if is_remote(p) else os.path.abspath(p)
+
+
+def open_read(p) -> IO[bytes]:
+  """`p` opened for reading bytes: a local file, or an object streamed through gcsfs behind a
+  standard buffered reader (gcsfs's own file lacks `readline(limit)`, which bounded line reads need)."""
+  p = os.fspath(p)
+  return io.BufferedReader(path(p).open("rb"), 1 << 20) if is_remote(p) else open(p, "rb")

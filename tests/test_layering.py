@@ -40,8 +40,8 @@ class Rule:
 
 
 RULES = (
-    Rule(("data_pipeline",), ("lcbm_jax",), "the data pipeline uses nothing of lcbm_jax but its error type",
-         allowed=("lcbm_jax.errors",)),
+    Rule(("data_pipeline",), ("lcbm_jax",), "the data pipeline uses nothing of lcbm_jax but its error type and "
+         "the one path abstraction (local or gs://)", allowed=("lcbm_jax.errors", "lcbm_jax.paths")),
     Rule(("lcbm_jax.model",), ("lcbm_jax.sharding", "lcbm_jax.training", "lcbm_jax.evaluation", "lcbm_jax.cli",
                                "data_pipeline"),
          "the model is a leaf layer: shapes and math only (axis rules come from lcbm_jax.axes)"),

@@ -16,14 +16,15 @@ from typing import Any, Iterator, NamedTuple
 
 from data_pipeline import records as rec
 from data_pipeline import sources, world
+from lcbm_jax import paths
 from lcbm_jax.errors import UserError
 
 
 def load_manifest(corpus_dir: str) -> dict[str, Any]:
-  path = os.path.join(corpus_dir, world.MANIFEST_FILE)
-  if not os.path.exists(path):
+  path = paths.join(corpus_dir, world.MANIFEST_FILE)
+  if not paths.exists(path):
     raise UserError(f"{corpus_dir} has no manifest.json; generate one with `lcbm data generate --out {corpus_dir}`")
-  with open(path) as f:
+  with paths.open_read(path) as f:
     return json.load(f)
 
 
@@ -41,9 +42,9 @@ def entries(corpus_dir: str, media_root: str | None = None) -> list[Entry]:
   manifest = load_manifest(corpus_dir)
   out = []
   for e in manifest["files"] + manifest.get("instructions", []):   # corpora before v3 have no instructions
-    file = os.path.join(corpus_dir, e["path"])
-    root = media_root or rec.ImplicitRoot(os.path.normpath(
-        os.path.join(corpus_dir, e["media_root"]) if "media_root" in e else os.path.dirname(file)))
+    file = paths.join(corpus_dir, e["path"])
+    root = media_root or rec.ImplicitRoot(paths.normpath(
+        paths.join(corpus_dir, e["media_root"]) if "media_root" in e else paths.dirname(file)))
     out.append(Entry(e["source"], e["split"], file, root, e["count"]))
   return out
 

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from data_pipeline import records as rec
 from data_pipeline.sources.jsonl import media_refs, read_rows
+from lcbm_jax import paths
 
 SOURCE = "blift"
 
@@ -23,7 +24,7 @@ def _media(url: str, media_root: str) -> tuple[rec.MediaRef, ...]:
     return ()
   if url.startswith(("http://", "https://")):
     local = os.path.join("media", os.path.basename(url.split("?")[0]))
-    return media_refs([local]) if os.path.exists(os.path.join(media_root, local)) else ()
+    return media_refs([local]) if paths.exists(paths.join(media_root, local)) else ()
   return media_refs([url], "url")
 
 

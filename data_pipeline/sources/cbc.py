@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from data_pipeline import records as rec
 from data_pipeline import sources
+from lcbm_jax import paths
 
 SOURCE = "cbc"
 MIN_SEGMENT_S = 1.0
@@ -138,16 +139,24 @@ def read(path: str, media_root: str | None = None) -> Iterator[rec.ContentBehavi
   for file in sources.files_in(path, (".parquet",)):
     root = sources.default_media_root(file, media_root)
     name = os.path.basename(file)
+    handle = None   # pyarrow opens a local file itself; an object (gs://) comes as a stream
     try:
-      pf = pq.ParquetFile(file)
+      handle = paths.open_read(file) if paths.is_remote(file) else None
+      pf = pq.ParquetFile(handle or file)
     except Exception as e:  # pyarrow raises several types for a file that is not parquet
+      if handle is not None:
+        handle.close()
       yield rec.Quarantined(name, SOURCE, "unreadable_file", f"{type(e).__name__}: {e}"[:300], file)
       continue
-    row_index = 0
-    for batch in pf.iter_batches(batch_size=256):
-      for row in batch.to_pylist():
-        location = f"{file}:{row_index}"
-        vid = row.get("video_id")
-        rid = vid if isinstance(vid, str) and vid else f"{name}:{row_index}"
-        row_index += 1
-        yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root, row=row)
+    try:
+      row_index = 0
+      for batch in pf.iter_batches(batch_size=256):
+        for row in batch.to_pylist():
+          location = f"{file}:{row_index}"
+          vid = row.get("video_id")
+          rid = vid if isinstance(vid, str) and vid else f"{name}:{row_index}"
+          row_index += 1
+          yield sources.convert(lambda: record_from_row(row), rid, SOURCE, location, root, row=row)
+    finally:
+      if handle is not None:
+        handle.close()

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 from data_pipeline import records as rec
 from data_pipeline import sources
+from lcbm_jax import paths
 
 SOURCE = "jsonl"
 
@@ -35,7 +36,7 @@ def _lines(f) -> Iterator[bytes | None]:
 def json_lines(path: str, source: str) -> Iterator[tuple[str, dict[str, Any] | rec.Quarantined]]:
   """(location, row dict | Quarantined) per non-blank line of `path`."""
   name = os.path.basename(path)
-  with open(path, "rb") as f:
+  with paths.open_read(path) as f:
     for lineno, raw in enumerate(_lines(f), 1):
       location = f"{path}:{lineno}"
       fallback_id = f"{name}:{lineno}"

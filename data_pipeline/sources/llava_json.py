@@ -32,6 +32,7 @@ import ijson
 from data_pipeline import records as rec
 from data_pipeline import sources
 from data_pipeline.sources.jsonl import json_lines, row_id
+from lcbm_jax import paths
 
 SOURCE = "llava_json"
 ROLE_NAMES = {"human": "human", "gpt": "gpt", "user": "human", "assistant": "gpt"}
@@ -96,7 +97,7 @@ def _json_list(path: str) -> Iterator[tuple[str, dict[str, Any] | rec.Quarantine
   is never held whole. A file that is not a list is one Quarantined; a file that breaks at element i
   yields the rows before it and one Quarantined naming where the rest became unreadable."""
   name = os.path.basename(path)
-  with open(path, "rb") as f:
+  with paths.open_read(path) as f:
     head = f.read(4096).lstrip()
     if head.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark, as some editors write
       head = head[3:].lstrip()

@@ -15,6 +15,7 @@ subclass that names the reader; this module holds what they share:
 
 Layout of a built data dir: `OUT/<source>/1.0.0/{*.array_record-*, dataset_info.json,
 quarantine.json, context.json}`; several sources may share one OUT (the pipeline reads them all).
+Inputs and OUT may be gs:// (`lcbm_jax.paths`); `beam_build.py` builds the same on Apache Beam.
 """
 from __future__ import annotations
 
@@ -25,17 +26,22 @@ import inspect
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import split_builder as split_builder_lib
+from tensorflow_datasets.core import example_serializer
+from tensorflow_datasets.core import splits as splits_lib
+from tensorflow_datasets.core import writer as writer_lib
 import tqdm
 from etils import epath
 
 from data_pipeline import records as records_lib
 from data_pipeline import verbalize
+from lcbm_jax import paths
 from lcbm_jax.errors import UserError
 
 INFO_FILE = "dataset_info.json"   # written by TFDS
@@ -67,8 +73,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "Records as JSON text, media as encoded bytes."}
 
   def __init__(self, *, splits: Mapping[str, SplitInput] | None = None, max_text_chars: int = MAX_TEXT_CHARS,
-               **kwargs):
+               beam: Any = None, **kwargs):
     self._splits = dict(splits or {})
+    self._beam = beam   # beam_build.Beam: build the splits in a Beam pipeline
     self.max_text_chars = max_text_chars
     self.long_text: dict[str, list[str]] = collections.defaultdict(list)   # split -> record ids over the limit
     self.quarantined: dict[str, list[records_lib.Quarantined]] = collections.defaultdict(list)
@@ -79,6 +86,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # Test splits may hold accounts training never saw (LCBM's brand split): their like levels
     # come from their own records (`Context.fit(unseen=...)`), never from the training accounts.
     self._other_records: list[records_lib.ContentBehaviorRecord] = []
+    self.context_json: dict[str, Any] | None = None   # the Beam build fits the context in the pipeline
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
@@ -117,15 +125,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         continue
       first = self._seen.get(item.record_id)
       if first is not None:   # the first row with an id, in (split, file, row) order, is the one built
-        where = "this split" if first[0] == split else f"split {first[0]} (train/test leakage)"
-        self.quarantined[split].append(records_lib.quarantine(records_lib.RecordError(
-            "duplicate_id", f"{item.record_id!r} was built from {where}, row {first[1]}"),
-            item.record_id, item.source, f"#{i}"))
+        self.quarantined[split].append(duplicate(item, first, split, i))
         continue
-      if any(m.data is None for m in item.content.media):   # readers yield validated records, bytes loaded
-        raise TypeError(f"{self.name}: record {item.record_id!r} came without its media bytes; readers "
-                        "must yield records.validate(...) results")
-      media = [m.data for m in item.content.media]
+      ex = example(item, self.name)
       if text_chars(item) > self.max_text_chars:
         self.long_text[split].append(item.record_id)
       self._seen[item.record_id] = (split, f"#{i}")
@@ -133,30 +135,36 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       # Kept for fitting the context: without the media bytes, which are written below and dropped.
       (self._train_records if split == "train" else self._other_records).append(_without_media_bytes(item))
       # Key = position in the corpus: unique even when a corpus repeats a record id.
-      yield i, {"record_id": item.record_id, "source": item.source,
-                "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": media}
+      yield i, ex
+
+  def _example_writer(self):
+    return _StagedExampleWriter(file_format=self.info.file_format)
 
   def _generate_splits(self, dl_manager, download_config):
-    """TFDS's split loop, except that a split with no clean record is left out, not fatal.
+    """TFDS's split loop (`SplitBuilder._build_from_generator`), except that a split with no clean
+    record is left out, not fatal, and records are serialized with `DeterministicSerializer`.
 
     TFDS's own loop fails the whole build on an empty split ("No examples were yielded"), so the
     build would have to start over and read every split again; here each split is read once.
+    On Beam (`lcbm data build --beam`: `build(beam=...)`) the splits are built in one pipeline instead.
     """
-    split_builder = split_builder_lib.SplitBuilder(
-        split_dict=self.info.splits, features=self.info.features, dataset_size=self.info.dataset_size,
-        max_examples_per_split=download_config.max_examples_per_split, beam_options=None, beam_runner=None,
-        shard_config=download_config.get_shard_config(), example_writer=self._example_writer(),
-        ignore_duplicates=download_config.ignore_duplicates)
+    if self._beam is not None:
+      return self._beam.generate_splits(self, download_config)
+    serializer = DeterministicSerializer(self.info.features.get_serialized_info())
     infos = []
     for split, generator in self._split_generators(dl_manager).items():
-      try:
-        infos.append(split_builder.submit_split_generation(
-            split_name=split, generator=generator, filename_template=self._get_filename_template(split_name=split),
-            disable_shuffling=self.info.disable_shuffling, nondeterministic_order=False).result())
-      except AssertionError as e:
-        if "No examples were yielded" not in str(e) or self.kept.get(split):
-          raise
+      template = self._get_filename_template(split_name=split)
+      writer = writer_lib.Writer(serializer=serializer, filename_template=template, hash_salt=split,
+                                 disable_shuffling=self.info.disable_shuffling,
+                                 shard_config=download_config.get_shard_config(),
+                                 example_writer=self._example_writer())
+      for key, ex in generator:
+        writer.write(key, self.info.features.encode_example(ex))
+      if not self.kept.get(split):
         self.empty_splits.add(split)
+        continue
+      lengths, size = writer.finalize()
+      infos.append(splits_lib.SplitInfo(name=split, shard_lengths=lengths, num_bytes=size, filename_template=template))
     if not infos:
       raise NoCleanRecord()
     return infos
@@ -168,8 +176,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                            "splits": {split: len(ids) for split, ids in sorted(self.long_text.items())},
                            "examples": [i for _, ids in sorted(self.long_text.items()) for i in ids][:_EXAMPLES_PER_REASON]}
     _write_json(os.path.join(self.data_dir, QUARANTINE_FILE), report)
-    _write_json(os.path.join(self.data_dir, CONTEXT_FILE), context_to_json(
-        verbalize.Context.fit(self._train_records, unseen=self._other_records)))
+    context = self.context_json if self.context_json is not None else context_to_json(
+        verbalize.Context.fit(self._train_records, unseen=self._other_records))
+    _write_json(os.path.join(self.data_dir, CONTEXT_FILE), context)
     return report
 
 
@@ -179,6 +188,49 @@ def text_chars(record: records_lib.ContentBehaviorRecord) -> int:
   return (len(c.title) + len(c.description) + len(c.text) + sum(len(t) for t in c.keywords)
           + sum(len(s.asr) + len(s.ocr) + sum(len(t) for t in s.captions) for s in c.scenes)
           + sum(len(t) for t in record.behavior.comments) + sum(len(t) for _, t in c.conversation))
+
+
+def example(item: records_lib.ContentBehaviorRecord, dataset: str) -> dict[str, Any]:
+  """The example a clean record becomes: its JSON and its media bytes (the Beam build shares it)."""
+  if any(m.data is None for m in item.content.media):   # readers yield validated records, bytes loaded
+    raise TypeError(f"{dataset}: record {item.record_id!r} came without its media bytes; readers "
+                    "must yield records.validate(...) results")
+  return {"record_id": item.record_id, "source": item.source,
+          "record": json.dumps(item.to_dict(), ensure_ascii=False), "media": [m.data for m in item.content.media]}
+
+
+def duplicate(item: records_lib.ContentBehaviorRecord, first: tuple[str, str], split: str,
+              row: int) -> records_lib.Quarantined:
+  """Row `row` of `split` repeats the id first built from `first` = (split, "#row")."""
+  where = "this split" if first[0] == split else f"split {first[0]} (train/test leakage)"
+  return records_lib.quarantine(records_lib.RecordError(
+      "duplicate_id", f"{item.record_id!r} was built from {where}, row {first[1]}"),
+      item.record_id, item.source, f"#{row}")
+
+
+class DeterministicSerializer(example_serializer.ExampleSerializer):
+  """TFDS's serializer, with the feature map written in key order. Protobuf writes a map in the order
+  of its hash table, seeded anew in every process, so without this the same record had other bytes
+  in every build (and on every Beam worker)."""
+
+  def serialize_example(self, example):
+    return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+
+class _StagedExampleWriter(writer_lib.ExampleWriter):
+  """TFDS's writer of ArrayRecord shards (its injection point for custom storage). array_record writes
+  local files only: a shard bound for an object store (gs://) is written to a local temporary file
+  and copied up as one object."""
+
+  def write(self, path, examples):
+    if not paths.is_remote(os.fspath(path)):
+      return super().write(path, examples)
+    with tempfile.TemporaryDirectory(prefix="lcbm-shard-") as tmp:
+      local = os.path.join(tmp, epath.Path(path).name)
+      positions = super().write(local, examples)
+      with open(local, "rb") as src, epath.Path(path).open("wb") as dst:
+        shutil.copyfileobj(src, dst, 16 << 20)
+    return positions
 
 
 def _without_media_bytes(record: records_lib.ContentBehaviorRecord) -> records_lib.ContentBehaviorRecord:
@@ -290,12 +342,12 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
   """Split name -> item reader. A directory gives one split per `<split><suffix>` file in it; a file
   gives the split its name says (train, test, test_time, ...) or `train`."""
   suffixes = builder_cls.FILE_SUFFIX if isinstance(builder_cls.FILE_SUFFIX, tuple) else (builder_cls.FILE_SUFFIX,)
-  if os.path.isdir(input_path):
-    files = sorted(os.path.join(input_path, f) for f in os.listdir(input_path) if f.endswith(suffixes))
+  if paths.isdir(input_path):
+    files = sorted(paths.join(input_path, f) for f in paths.listdir(input_path) if f.endswith(suffixes))
     if not files:
       raise UserError(f"{input_path} holds no {' or '.join('*' + x for x in suffixes)} files for source "
                       f"{builder_cls.SOURCE}")
-  elif os.path.isfile(input_path):
+  elif paths.isfile(input_path):
     files = [input_path]
   else:
     raise UserError(f"--input {input_path} does not exist")
@@ -310,34 +362,39 @@ def input_splits(builder_cls: type[CorpusBuilder], input_path: str,
                       f"test{suffixes[0]}, ...")
     if split in splits:
       raise UserError(f"two input files for split {split!r} in {input_path}")
-    root = media_root or records_lib.ImplicitRoot(os.path.dirname(os.path.abspath(file)))
+    root = media_root or records_lib.ImplicitRoot(paths.dirname(paths.abspath(file)))
     splits[split] = SplitInput(lambda file=file, root=root: read(file, root), root)
   return splits
 
 
 def build(builder_cls: type[CorpusBuilder], splits: Mapping[str, SplitInput], out_dir: str,
-          input_desc: str, max_text_chars: int = MAX_TEXT_CHARS) -> tuple[CorpusBuilder, dict[str, Any]]:
+          input_desc: str, max_text_chars: int = MAX_TEXT_CHARS, beam: Any = None
+          ) -> tuple[CorpusBuilder, dict[str, Any]]:
   """Builds (or rebuilds) one corpus into `out_dir/<name>/<version>` and writes its reports.
 
   A split without a single clean record is left out (TFDS cannot write an empty split); its
-  quarantined items still go into the report. Every split is read exactly once.
+  quarantined items still go into the report. Every split is read exactly once. `beam`
+  (`beam_build.Beam`): build in a Beam pipeline with its options, the same records and report.
   """
   tfds.disable_progress_bar()   # one bar per split of our own instead of TFDS's nested ones
-  builder = builder_cls(splits=splits, data_dir=out_dir, max_text_chars=max_text_chars)
+  builder = builder_cls(splits=splits, data_dir=out_dir, max_text_chars=max_text_chars, beam=beam)
   try:
     # FORCE_REDOWNLOAD: `lcbm data build` into an existing dir rebuilds instead of silently reusing.
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD))
+        download_mode=tfds.download.GenerateMode.FORCE_REDOWNLOAD, beam_options=None if beam is None else beam.options))
   except NoCleanRecord:
     report = quarantine_report(builder.name, input_desc, {}, builder.quarantined)
     path = os.path.join(out_dir, builder.name, QUARANTINE_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    paths.path(path).parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, report)
     raise UserError(f"{builder.name}: no split of {input_desc} has a clean record; see {path}") from None
   return builder, builder.write_reports(input_desc)
 
 
 def _write_json(path: str, obj: Any) -> None:
+  if paths.is_remote(path):   # one object write is atomic; a rename on an object store is not
+    paths.path(path).write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    return
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(obj, f, indent=1, ensure_ascii=False)
   os.replace(path + ".tmp", path)

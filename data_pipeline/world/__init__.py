@@ -3,7 +3,7 @@
 `generate(DIR, seed=S, size="small"|"medium"|"large")` (`lcbm data generate --out DIR`) writes
 
   DIR/cbc/{train,test}.parquet            YouTube videos in the Content Behavior Corpus schema
-  DIR/cbc/media/<video_id>.gif            one keyframe per scene (64x64), named by the `media_path` column
+  DIR/cbc/media/<video_id>.gif            one keyframe per scene (64x64, or `media_size`), named by `media_path`
   DIR/blift/{train,test}.jsonl            Reddit r/pics posts in the BLIFT schema (+ `score` upvotes)
   DIR/blift/media/<id>.png
   DIR/tweets/{train,test_time,test_brand}.jsonl   brand tweets (time-split and brand-split test sets)
@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from data_pipeline.world import instructions as instructions_lib
 from data_pipeline.world import knowledge as knowledge_lib
+from data_pipeline.world import media as media_lib
 from data_pipeline.world import writers
 from data_pipeline.world.audience import (HELD_OUT_BRANDS, OBJECT_APPEAL, TONE_COMMENTS, TONES, TOPICS,
                                           make_accounts, tone_probe_openings)
@@ -59,7 +60,8 @@ TIME_SPLIT_DAY = 930   # tweets after this day form the time-split test set
 
 def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool = True,
              counts: dict[tuple[str, str], int] | None = None, instructions: bool | None = None,
-             scenes: tuple[int, int] | None = None, knowledge: bool = False) -> dict[str, Any]:
+             scenes: tuple[int, int] | None = None, knowledge: bool = False,
+             media_size: int | None = None) -> dict[str, Any]:
   """Writes the corpus under `out_dir`; returns the manifest. Same seed and size -> same bytes.
   `counts` overrides the records per (source, split) of `size` (tests use a few records).
   `instructions`: write llava/{train,test}.json; by default yes for a named size, no with `counts`
@@ -68,12 +70,17 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
   `knowledge`: also the content-understanding probes' files (`knowledge`): text-only world-knowledge
   rows appended to llava/train.json (needs `instructions`), and labels/{train,test}.json, three labelled
   questions (tone, topic, memorability) per video and post, built apart from the corpus (`lcbm data
-  build llava_json`) so no training run reads them by accident."""
+  build llava_json`) so no training run reads them by accident. `media_size`: every image and keyframe
+  at this many pixels a side, with photo-like grain (`media.resized`; `lcbm bench data --build`
+  measures build speed on them); None = IMAGE_SIZE, byte for byte the corpus without the option."""
   if size not in SIZES:
     raise UserError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
   scene_range = (MIN_SCENES, MAX_SCENES) if scenes is None else tuple(int(n) for n in scenes)
   if len(scene_range) != 2 or not 1 <= scene_range[0] <= scene_range[1]:
     raise UserError(f"scenes per video {scenes!r} must be (fewest, most) with 1 <= fewest <= most")
+  if media_size is not None and not 16 <= media_size <= 4096:
+    raise UserError(f"media size {media_size} must be 16-4096 pixels")
+  resize = (lambda data: media_lib.resized(data, media_size)) if media_size else (lambda data: data)
   if instructions is None:
     instructions = counts is None
   counts = {**SIZES[size], **(counts or {})}
@@ -100,7 +107,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     for _ in range(counts[("cbc", split)]):
       acc = accounts[int(s_cbc.integers(len(accounts)))]
       row, gif, latent, specs = make_video(idx, acc, s_cbc, scene_range)
-      writers.write_bytes(os.path.join(out_dir, "cbc", row["media_path"]), gif)
+      writers.write_bytes(os.path.join(out_dir, "cbc", row["media_path"]), resize(gif))
       rows.append(row)
       described[split].append((True, row["video_id"], f"cbc/{row['media_path']}", specs))
       latent_rows.append({"record_id": row["video_id"], "source": "cbc", "split": split, **latent})
@@ -114,7 +121,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
     rows = []
     for _ in range(counts[("blift", split)]):
       row, png, latent, specs = make_post(idx, s_blift)
-      writers.write_bytes(os.path.join(out_dir, "blift", row["url"]), png)
+      writers.write_bytes(os.path.join(out_dir, "blift", row["url"]), resize(png))
       rows.append(row)
       described[split].append((False, row["id"], f"blift/{row['url']}", specs))
       latent_rows.append({"record_id": row["id"], "source": "blift", "split": split, **latent})
@@ -134,7 +141,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
   by_split: dict[str, list[dict[str, Any]]] = {"train": [], "test_time": [], "test_brand": []}
   for i, (split, acc, day) in enumerate(plan):
     row, jpg, latent, _ = make_tweet(i, acc, day, s_tw)
-    writers.write_bytes(os.path.join(out_dir, "tweets", row["media"][0]), jpg)
+    writers.write_bytes(os.path.join(out_dir, "tweets", row["media"][0]), resize(jpg))
     by_split[split].append(row)
     latent_rows.append({"record_id": row["id"], "source": "tweets", "split": split, **latent})
     bar.update()
@@ -170,7 +177,7 @@ def generate(out_dir: str, *, seed: int = 0, size: str = "small", progress: bool
                      "media_root": "."})
 
   writers.write_jsonl(latent_rows, os.path.join(out_dir, LATENT_FILE))
-  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": IMAGE_SIZE,
+  manifest = {"generator": GENERATOR_VERSION, "seed": seed, "image_size": media_size or IMAGE_SIZE,
               "size": size if counts == SIZES[size] else "custom",
               "files": files, "instructions": conversations, "latent": LATENT_FILE, "total_records": total,
               "latent_labels": {"tone": list(TONES), "topic": list(TOPICS), "memorability": "integer 0-99"}}

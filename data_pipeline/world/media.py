@@ -3,12 +3,13 @@
 Each scene/image shows one object (ball, box, pyramid, star, heart, kite, ring, cross) in a colour,
 moving fast, slowly or standing still (speed lines; the object also moves between video frames), on
 a background that is bright or dark. The hidden tone sets the background palette and pattern (sun
-rays, rain, zigzags, waves).
+rays, rain, zigzags, waves). `resized` redraws a file at a real photo's size (`generate(media_size=)`).
 """
 from __future__ import annotations
 
 import io
 import math
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -16,6 +17,7 @@ from PIL import Image, ImageDraw
 from data_pipeline.world.audience import COLOURS, SceneSpec
 
 IMAGE_SIZE = 64
+GRAIN = 6.0   # std of the per-pixel noise `resized` adds (0-255 scale): photo-like entropy for the encoders
 # Tone -> background (bright RGB).
 TONE_BACKGROUND = {"cheerful": (255, 200, 120), "gloomy": (110, 130, 160), "angry": (200, 70, 60),
                    "peaceful": (140, 220, 200)}
@@ -104,3 +106,22 @@ def encode(frames: list[Image.Image], fmt: str, durations_ms: list[int] | None =
   else:
     frames[0].save(buf, "PNG")
   return buf.getvalue()
+
+
+def resized(data: bytes, size: int) -> bytes:
+  """`data` (a file `encode` wrote) at `size` x `size` pixels with film grain, in its own format (a GIF
+  keeps its frames and their durations): the same picture at the size and entropy of a real photo or
+  keyframe, so reading, decoding and writing it cost what they cost on a real corpus. The grain is
+  seeded by the file's own bytes, not the world's streams, so every other byte of a corpus stays put."""
+  frames, durations = [], []
+  with Image.open(io.BytesIO(data)) as img:
+    fmt = img.format
+    for k in range(getattr(img, "n_frames", 1)):
+      img.seek(k)
+      durations.append(int(img.info.get("duration", 0)))
+      pixels = np.asarray(img.convert("RGB").resize((size, size), Image.BICUBIC), np.float32)
+      grain = np.random.default_rng([zlib.crc32(data), k]).normal(0.0, GRAIN, pixels.shape)
+      frame = Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
+      # A GIF frame needs a palette; Pillow's default quantizer takes ~10x longer on grain.
+      frames.append(frame.quantize(256, method=Image.Quantize.FASTOCTREE) if fmt == "GIF" else frame)
+  return encode(frames, fmt, durations if fmt == "GIF" else None)

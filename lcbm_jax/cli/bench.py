@@ -2,6 +2,7 @@
 by side) and the per-device memory of real-size steps on named targets.
 
   lcbm bench data [--data DIR] --workers 0 2 --batches 20     # data_pipeline/bench.py
+  lcbm bench data --build --media-size 512                    # records/s of `lcbm data build`, and on Beam
   lcbm bench train --preset demo --attention-block 0 128      # lcbm_jax/training/bench.py
   lcbm bench train --compare-torch                            # against transformers' LLaVA (bench_torch.py)
   lcbm bench train --profile                                  # where the step's time goes (profile.py)
@@ -36,6 +37,12 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
   p.add_argument("--workers", type=int, nargs="*", default=[0, 2])
   p.add_argument("--batches", type=int, default=20)
   p.add_argument("--image-size", type=int, default=224, help="CLIP input size the images are resized to")
+  p.add_argument("--build", action="store_true",
+                 help="instead: records/s of `lcbm data build`, single process and on Beam's DirectRunner, side by side")
+  p.add_argument("--corpus", default=None, help="--build: a generated corpus (default: generate one in a temp dir)")
+  p.add_argument("--media-size", type=int, default=512, help="--build: pixels a side of the generated media")
+  p.add_argument("--size", choices=("small", "medium", "large"), default="small", help="--build: corpus size")
+  p.add_argument("--beam-workers", type=int, default=2, help="--build: DirectRunner worker processes")
   p.set_defaults(run=_data)
   p = bsub.add_parser("train", help="training tokens/s and MFU for a preset")
   p.add_argument("--preset", default="bench")
@@ -73,6 +80,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def _data(args) -> int:
+  if args.build:
+    print(data_bench.format_build_results(data_bench.build_bench(
+        args.corpus, media_size=args.media_size, size=args.size, beam_workers=args.beam_workers)))
+    return 0
   # The images are normalised as a model with the default (OpenAI CLIP) normalisation would see them.
   results = data_bench.bench(args.data, args.workers, args.batches, image_mean=presets.CLIP_MEAN,
                              image_std=presets.CLIP_STD, image_size=args.image_size)

@@ -3,6 +3,7 @@
   lcbm data generate --out /tmp/bw                                   # the embedded corpus
   lcbm data generate --out /tmp/bw-long --scenes 8-24                # long videos (k-BFT)
   lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built
+  lcbm data build --source behavior_world --input /tmp/bw --out /tmp/built --beam   # on Apache Beam
   lcbm data inspect /tmp/built --seq-len 512
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                  help=f"scenes per video, uniform in LO..HI (default {world.MIN_SCENES}-{world.MAX_SCENES}; "
                  f"{world.LONG_SCENES[0]}-{world.LONG_SCENES[1]} gives videos long enough for k-BFT windows, "
                  "with rows longer than 512 tokens)")
+  p.add_argument("--media-size", type=int, default=None, metavar="PX",
+                 help=f"images and keyframes PX pixels a side with photo-like grain (default {world.IMAGE_SIZE}, "
+                 "drawn as they are): real-size media for build-speed measurements")
   p.set_defaults(run=_generate)
 
   p = dsub.add_parser("build", help="parse + validate a corpus into TFDS ArrayRecord shards")
@@ -39,6 +43,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                  "(absolute paths too) under more directories: nothing outside the named roots is opened")
   p.add_argument("--max-text-chars", type=int, default=builder_lib.MAX_TEXT_CHARS,
                  help="count and report records with more text than this (they are still built)")
+  p.add_argument("--beam", action="store_true",
+                 help="build in an Apache Beam pipeline: the same records and report (pip install 'lcbm-jax[beam]')")
+  p.add_argument("--beam-options", default=None, metavar="OPTIONS",
+                 help='Beam pipeline options as one string (implies --beam), e.g. "--runner=DirectRunner '
+                 '--direct_num_workers=2 --direct_running_mode=multi_processing", or a Dataflow runner\'s')
   p.set_defaults(run=_build)
 
   p = dsub.add_parser("inspect", help="counts, a verbalized sample per task, token lengths, quarantine table")
@@ -66,7 +75,7 @@ def _scene_range(text: str) -> tuple[int, int]:
 
 
 def _generate(args) -> int:
-  manifest = world.generate(args.out, seed=args.seed, size=args.size, scenes=args.scenes)
+  manifest = world.generate(args.out, seed=args.seed, size=args.size, scenes=args.scenes, media_size=args.media_size)
   for e in manifest["files"]:
     print(f"{e['path']:28s} {e['count']:7d} records")
   print(f"wrote {manifest['total_records']} records to {args.out} (seed {args.seed}, size {args.size})")
@@ -74,8 +83,9 @@ def _generate(args) -> int:
 
 
 def _build(args) -> int:
+  beam_options = args.beam_options if args.beam_options is not None else "" if args.beam else None
   for report in commands.build_corpus(args.source, args.input, args.out, args.media_root,
-                                       max_text_chars=args.max_text_chars):
+                                       max_text_chars=args.max_text_chars, beam_options=beam_options):
     print(commands.format_report(report))
   return 0
 
